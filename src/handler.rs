@@ -1,0 +1,193 @@
+//! The axum side: [`router`] and its two handlers, test (GET) and upload (POST).
+
+use axum::{
+    Json, Router,
+    extract::{DefaultBodyLimit, FromRequest, Multipart, Request, State, multipart::Field},
+    http::{Method, StatusCode, header::CONTENT_TYPE, request::Parts},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use futures_util::StreamExt;
+
+use crate::{ChunkParams, UploadError, UploadStatus, Uploads};
+
+/// Longest form field (other than the chunk) read from a multipart body.
+const MAX_FORM_FIELD: usize = 64 * 1024;
+
+/// The upload endpoint, to nest wherever the app likes and restrict with its own layers.
+///
+/// * `GET /` — test: 200 with an [`UploadStatus`] when the chunk is stored or the upload
+///   complete, 204 when it is not;
+/// * `POST /` — upload: a `multipart/form-data` body (chunk in the file part, parameters in
+///   the fields or the query string) or a raw body of any other type (parameters in the
+///   query string); 200 with an [`UploadStatus`].
+///
+/// Errors are JSON `{"error": "…"}` with 400, 404 or 415 (final) or 503 (retry later).
+///
+/// ```
+/// use axum::Router;
+/// use sea_orm_resumable::{Secret, Settings, Uploads, router};
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// # let media = tempfile::tempdir().unwrap();
+/// let uploads = Uploads::builder(Settings::new(media.path()), Secret::generate())
+///     .build()
+///     .await
+///     .unwrap();
+/// let app: Router = Router::new().nest("/resumable_upload", router(uploads));
+/// // Restrict it like any axum route: `.route_layer(your_auth_layer)`.
+/// # let _ = app;
+/// # });
+/// ```
+pub fn router<S>(uploads: Uploads) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    let limit = uploads.settings().max_body_size();
+    Router::new()
+        .route("/", get(test_chunk).post(upload_chunk))
+        .fallback(trailing_slash)
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(uploads)
+}
+
+/// Nested at `/resumable_upload`, the route `/` answers `/resumable_upload` only; this
+/// serves `/resumable_upload/` too, and answers anything else under it with a JSON 404.
+async fn trailing_slash(state: State<Uploads>, request: Request) -> Response {
+    match (request.uri().path(), request.method()) {
+        ("/", &Method::GET) => test_chunk(state, request).await,
+        ("/", &Method::POST) => upload_chunk(state, request).await,
+        ("/", _) => StatusCode::METHOD_NOT_ALLOWED.into_response(),
+        _ => UploadError::NotFound("no such upload endpoint".into()).into_response(),
+    }
+}
+
+/// The query string's pairs, decoded.
+fn query_pairs(parts: &Parts) -> Vec<(String, String)> {
+    parts
+        .uri
+        .query()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default()
+}
+
+/// The first value of `name` among `pairs`.
+fn lookup<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+fn parse(
+    uploads: &Uploads,
+    fields: &[(String, String)],
+    query: &[(String, String)],
+) -> Result<ChunkParams, UploadError> {
+    ChunkParams::parse(&uploads.settings().parameter_names, |name| {
+        lookup(fields, name).or_else(|| lookup(query, name))
+    })
+    .map_err(|e| UploadError::BadRequest(e.0))
+}
+
+fn answer(result: Result<UploadStatus, UploadError>) -> Response {
+    match result {
+        Ok(status) => Json(status).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn test_chunk(State(uploads): State<Uploads>, request: Request) -> Response {
+    let (parts, _) = request.into_parts();
+    let tested = async {
+        let scope = uploads.scope_of(&parts)?;
+        let params = parse(&uploads, &[], &query_pairs(&parts))?;
+        uploads.test_chunk(&scope, &params).await
+    };
+    match tested.await {
+        Ok(Some(status)) => Json(status).into_response(),
+        Ok(None) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn upload_chunk(State(uploads): State<Uploads>, request: Request) -> Response {
+    // The chunk is written on a task of its own: if the client goes away, the handler is
+    // dropped, but the write still ends cleanly (the body stream reports the cut) and the
+    // chunk's claim is released only after its last byte has landed.
+    let task = tokio::spawn(async move {
+        let (parts, body) = request.into_parts();
+        let scope = uploads.scope_of(&parts)?;
+        let query = query_pairs(&parts);
+        let multipart = parts
+            .headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.trim_start()
+                    .to_ascii_lowercase()
+                    .starts_with("multipart/form-data")
+            });
+        if !multipart {
+            let params = parse(&uploads, &[], &query)?;
+            return uploads
+                .receive_chunk(&scope, &params, body.into_data_stream())
+                .await;
+        }
+        let mut form = Multipart::from_request(Request::from_parts(parts, body), &())
+            .await
+            .map_err(|e| UploadError::BadRequest(e.body_text()))?;
+        let mut fields = Vec::new();
+        while let Some(field) = form.next_field().await.map_err(bad_multipart)? {
+            let name = field.name().unwrap_or_default().to_owned();
+            let is_chunk = uploads
+                .settings()
+                .parameter_names
+                .iter()
+                .any(|names| names.file == name);
+            if is_chunk {
+                if field.file_name().is_none() {
+                    return Err(UploadError::UnsupportedMediaType(
+                        "the chunk must be sent as a file part (base64 chunks are not supported)"
+                            .into(),
+                    ));
+                }
+                let params = parse(&uploads, &fields, &query)?;
+                return uploads.receive_chunk(&scope, &params, field).await;
+            }
+            if field.file_name().is_some() {
+                return Err(UploadError::BadRequest(format!(
+                    "unexpected file part {name:?}: the chunk goes in the part named \"file\""
+                )));
+            }
+            fields.push((name, read_text(field).await?));
+        }
+        Err(UploadError::BadRequest(
+            "the request has no file part with the chunk".into(),
+        ))
+    });
+    answer(
+        task.await
+            .unwrap_or_else(|e| Err(UploadError::Unavailable(std::io::Error::other(e)))),
+    )
+}
+
+fn bad_multipart(e: axum::extract::multipart::MultipartError) -> UploadError {
+    UploadError::BadRequest(format!("malformed multipart body: {}", e.body_text()))
+}
+
+/// A form field's text, refused past [`MAX_FORM_FIELD`] bytes.
+async fn read_text(mut field: Field<'_>) -> Result<String, UploadError> {
+    let name = field.name().unwrap_or_default().to_owned();
+    let mut bytes = Vec::new();
+    while let Some(frame) = field.next().await {
+        let frame = frame.map_err(bad_multipart)?;
+        if bytes.len() + frame.len() > MAX_FORM_FIELD {
+            return Err(UploadError::BadRequest(format!(
+                "form field {name:?} is too long"
+            )));
+        }
+        bytes.extend_from_slice(&frame);
+    }
+    String::from_utf8(bytes)
+        .map_err(|_| UploadError::BadRequest(format!("form field {name:?} is not UTF-8")))
+}

@@ -1,0 +1,45 @@
+//! Resumable, chunked browser uploads of very large files for axum + sea-orm apps.
+//!
+//! The upload endpoint speaks the protocol of [resumable.js] and [flow.js]: chunks arrive
+//! in any order, in parallel, retried or duplicated, and each is streamed straight to its
+//! place in one file per upload. When the last chunk lands the upload is complete — once,
+//! however the final chunks race — with no concatenation pass. A server restart loses
+//! nothing: which chunks are in is kept on disk.
+//!
+//! ```no_run
+//! use axum::Router;
+//! use sea_orm_resumable::{Secret, Settings, Uploads, router};
+//!
+//! # async fn run() -> std::io::Result<()> {
+//! let secret = Secret::load_or_generate("./data/secret").await?;
+//! let uploads = Uploads::builder(Settings::new("./media"), secret).build().await?;
+//! let app = Router::new().nest("/resumable_upload", router(uploads));
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8000").await?;
+//! axum::serve(listener, app).await
+//! # }
+//! ```
+//!
+//! Every 200 answer carries an [`UploadStatus`] whose signed [`UploadToken`] the page
+//! keeps to attach the file to a database row.
+//!
+//! [resumable.js]: https://github.com/23/resumable.js
+//! [flow.js]: https://github.com/flowjs/flow.js
+
+mod error;
+mod handler;
+pub mod layout;
+mod protocol;
+mod scope;
+mod settings;
+pub mod store;
+mod token;
+mod upload;
+mod uploads;
+
+pub use error::UploadError;
+pub use handler::router;
+pub use protocol::{ChunkParams, MAX_NAME_BYTES, MAX_PATH_BYTES, ParamError, ParameterNames};
+pub use scope::{AnonymousScope, Scope, ScopeResolver};
+pub use settings::{DEFAULT_CHUNK_SUBDIR, Settings};
+pub use token::{MIN_SECRET_BYTES, Secret, TokenError, UploadKey, UploadToken};
+pub use uploads::{CompletedUpload, UploadStatus, Uploads, UploadsBuilder};

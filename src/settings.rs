@@ -1,0 +1,85 @@
+//! Settings of the upload endpoint, with safe defaults.
+
+use serde::Deserialize;
+use std::path::PathBuf;
+
+use crate::ParameterNames;
+
+/// The default chunk subdirectory under the media root (the original's `RESUMABLE_SUBDIR`).
+pub const DEFAULT_CHUNK_SUBDIR: &str = "resumable_chunks";
+
+/// Settings of [`Uploads`](crate::Uploads). Plain data: build it in code or deserialise it
+/// from your app's configuration (every field has a default).
+///
+/// ```
+/// use sea_orm_resumable::Settings;
+///
+/// let settings = Settings {
+///     max_file_size: 10 << 30, // 10 GiB
+///     ..Settings::new("./media")
+/// };
+/// assert_eq!(settings.chunk_dir(), std::path::Path::new("./media/resumable_chunks"));
+///
+/// let from_config: Settings = serde_json::from_str(r#"{"media_root": "/srv/media", "chunk_subdir": "tmp"}"#).unwrap();
+/// assert_eq!(from_config.chunk_dir(), std::path::Path::new("/srv/media/tmp"));
+/// ```
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// Root of all stored files (Django's `MEDIA_ROOT`).
+    pub media_root: PathBuf,
+    /// Chunk directory, relative to the media root (`RESUMABLE_SUBDIR`).
+    pub chunk_subdir: PathBuf,
+    /// Largest file accepted, in bytes (default 100 GiB).
+    pub max_file_size: u64,
+    /// Largest chunk size (`resumableChunkSize`) accepted, in bytes (default 64 MiB).
+    /// Request bodies may be up to twice this, since the last chunk of a file holds up to
+    /// two chunk sizes.
+    pub max_chunk_size: u64,
+    /// Most chunks one file may be cut into (default 1 Mi). Bounds the per-upload chunk
+    /// record, which holds one byte per chunk.
+    pub max_chunks: u64,
+    /// Parameter naming schemes recognised, tried in order (default: resumable.js, flow.js).
+    pub parameter_names: Vec<ParameterNames>,
+    /// Flush each chunk's bytes to the disk before recording it (default `true`), so a
+    /// power cut never records a chunk whose bytes were lost. A process crash is safe
+    /// either way.
+    pub sync_data: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self::new("media")
+    }
+}
+
+impl Settings {
+    /// Defaults, with files under `media_root`.
+    pub fn new(media_root: impl Into<PathBuf>) -> Self {
+        Self {
+            media_root: media_root.into(),
+            chunk_subdir: DEFAULT_CHUNK_SUBDIR.into(),
+            max_file_size: 100 << 30,
+            max_chunk_size: 64 << 20,
+            max_chunks: 1 << 20,
+            parameter_names: vec![ParameterNames::resumable(), ParameterNames::flow()],
+            sync_data: true,
+        }
+    }
+
+    /// The directory chunks are written to: media root + chunk subdirectory.
+    pub fn chunk_dir(&self) -> PathBuf {
+        self.media_root.join(&self.chunk_subdir)
+    }
+
+    /// Largest request body accepted: two chunk sizes plus room for the multipart framing
+    /// and form fields.
+    pub fn max_body_size(&self) -> usize {
+        usize::try_from(
+            self.max_chunk_size
+                .saturating_mul(2)
+                .saturating_add(64 * 1024),
+        )
+        .unwrap_or(usize::MAX)
+    }
+}

@@ -1,0 +1,270 @@
+//! The local-filesystem chunk store.
+//!
+//! Each upload is three files in the chunk directory, all named by the upload key (never
+//! by anything the client sent):
+//!
+//! * `<key>.part` — the file itself, created sparse at its full size. Chunk `n` is written
+//!   straight from the request body to offset `(n − 1)·C`, so there is no assembly pass:
+//!   when the last chunk is in, the file is renamed to `<key>.data`, which is the durable
+//!   "complete" mark and happens once (a second rename finds no `.part`).
+//! * `<key>.marks` — one byte per chunk number, set (with `pwrite`) only after all the
+//!   chunk's bytes are written (and, with `sync_data`, flushed). A restarted server reads
+//!   it to know which chunks are in; no directory is ever listed.
+//! * `<key>.meta` — the [`UploadMeta`] as JSON, written last (temp file + rename) when the
+//!   upload is created, so an upload without it never had a chunk recorded.
+
+use bytes::{Bytes, BytesMut};
+use futures_util::{Stream, StreamExt};
+use std::{
+    fs::{File, OpenOptions},
+    io,
+    os::unix::fs::FileExt,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+use tokio::task::{JoinHandle, spawn_blocking};
+
+use super::{UploadMeta, WriteError};
+use crate::UploadKey;
+
+/// Bytes gathered from the body before one positioned write: large enough to keep the
+/// number of system calls low, small enough that a chunk is never held whole in memory.
+const WRITE_BUFFER: usize = 256 * 1024;
+
+/// Chunks on the local filesystem, under one directory.
+#[derive(Debug)]
+pub struct FsStore {
+    dir: PathBuf,
+    sync_data: bool,
+}
+
+/// An upload as found on disk.
+#[derive(Debug)]
+pub(crate) struct StoredUpload {
+    pub meta: UploadMeta,
+    pub marks: Vec<u8>,
+    pub complete: bool,
+}
+
+/// Runs blocking file I/O off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> io::Result<T> {
+    spawn_blocking(f).await.map_err(io::Error::other)?
+}
+
+impl FsStore {
+    /// A store in `dir` (created if missing). With `sync_data`, chunk bytes are flushed to
+    /// the disk before the chunk is recorded, so a power cut cannot record lost bytes.
+    pub async fn open(dir: impl Into<PathBuf>, sync_data: bool) -> io::Result<Self> {
+        let dir = dir.into();
+        tokio::fs::create_dir_all(&dir).await?;
+        Ok(Self { dir, sync_data })
+    }
+
+    /// The chunk directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn path(&self, key: &UploadKey, extension: &str) -> PathBuf {
+        self.dir.join(format!("{key}.{extension}"))
+    }
+
+    /// Where a complete upload's bytes are.
+    pub(crate) fn data_path(&self, key: &UploadKey) -> PathBuf {
+        self.path(key, "data")
+    }
+
+    /// The upload `key` as stored, or `None` if it was never created.
+    pub(crate) async fn load(&self, key: &UploadKey) -> io::Result<Option<StoredUpload>> {
+        let (meta_path, marks_path, data_path) = (
+            self.path(key, "meta"),
+            self.path(key, "marks"),
+            self.data_path(key),
+        );
+        blocking(move || {
+            let meta = match std::fs::read(&meta_path) {
+                Ok(bytes) => serde_json::from_slice(&bytes)
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            let marks = std::fs::read(&marks_path)?;
+            let complete = data_path.try_exists()?;
+            Ok(Some(StoredUpload {
+                meta,
+                marks,
+                complete,
+            }))
+        })
+        .await
+    }
+
+    /// Creates the upload's files: the sparse data file, an empty chunk record of `slots`
+    /// bytes, then the metadata, which makes the upload exist.
+    pub(crate) async fn create(
+        &self,
+        key: &UploadKey,
+        meta: &UploadMeta,
+        slots: u64,
+    ) -> io::Result<()> {
+        let (meta_path, marks_path, part_path) = (
+            self.path(key, "meta"),
+            self.path(key, "marks"),
+            self.path(key, "part"),
+        );
+        let (dir, sync, total) = (self.dir.clone(), self.sync_data, meta.total_size);
+        let json = serde_json::to_vec(meta).map_err(io::Error::other)?;
+        blocking(move || {
+            let create = |path: &Path, len: u64| {
+                let file = OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .open(path)?;
+                file.set_len(len)?;
+                if sync {
+                    file.sync_all()?;
+                }
+                Ok::<_, io::Error>(())
+            };
+            create(&part_path, total)?;
+            create(&marks_path, slots)?;
+            let tmp = meta_path.with_extension("meta.tmp");
+            std::fs::write(&tmp, json)?;
+            if sync {
+                File::open(&tmp)?.sync_all()?;
+            }
+            std::fs::rename(&tmp, &meta_path)?;
+            if sync {
+                File::open(&dir)?.sync_all()?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Streams `body` into the data file at `offset`. Exactly `len` bytes must come: a
+    /// shorter or longer body is refused, and nothing is written past the chunk's end.
+    /// Returns only when no write of this call is still under way.
+    pub(crate) async fn write_chunk<S, E>(
+        &self,
+        key: &UploadKey,
+        offset: u64,
+        len: u64,
+        body: S,
+    ) -> Result<(), WriteError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Send,
+        E: std::fmt::Display,
+    {
+        let path = self.path(key, "part");
+        let file = Arc::new(blocking(move || OpenOptions::new().write(true).open(path)).await?);
+        let mut writer = PositionedWriter {
+            file,
+            position: offset,
+            in_flight: None,
+        };
+        let result = writer.copy(body, len).await;
+        // Whatever happened, wait for the last write so no byte lands after we return.
+        let finished = writer.wait().await;
+        result?;
+        finished?;
+        if self.sync_data {
+            let file = writer.file;
+            blocking(move || file.sync_data()).await?;
+        }
+        Ok(())
+    }
+
+    /// Records chunk `number` (1-based) with `mark` in the chunk record.
+    pub(crate) async fn mark(&self, key: &UploadKey, number: u64, mark: u8) -> io::Result<()> {
+        let path = self.path(key, "marks");
+        blocking(move || {
+            let file = OpenOptions::new().write(true).open(path)?;
+            file.write_all_at(&[mark], number - 1)
+        })
+        .await
+    }
+
+    /// Marks the upload complete: renames `<key>.part` to `<key>.data`.
+    pub(crate) async fn finish(&self, key: &UploadKey) -> io::Result<()> {
+        let (part, data, dir, sync) = (
+            self.path(key, "part"),
+            self.data_path(key),
+            self.dir.clone(),
+            self.sync_data,
+        );
+        blocking(move || {
+            std::fs::rename(part, data)?;
+            if sync {
+                File::open(dir)?.sync_all()?;
+            }
+            Ok(())
+        })
+        .await
+    }
+}
+
+/// Writes a stream at increasing offsets, one buffer on the blocking pool while the next
+/// one fills.
+struct PositionedWriter {
+    file: Arc<File>,
+    position: u64,
+    in_flight: Option<JoinHandle<io::Result<()>>>,
+}
+
+impl PositionedWriter {
+    async fn copy<S, E>(&mut self, body: S, len: u64) -> Result<(), WriteError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Send,
+        E: std::fmt::Display,
+    {
+        let mut body = std::pin::pin!(body);
+        let mut buffer = BytesMut::new();
+        let mut received: u64 = 0;
+        while let Some(frame) = body.next().await {
+            let frame = frame.map_err(|e| WriteError::Body(e.to_string()))?;
+            received += frame.len() as u64;
+            if received > len {
+                return Err(WriteError::TooLong { expected: len });
+            }
+            if buffer.is_empty() && frame.len() >= WRITE_BUFFER {
+                self.submit(frame).await?;
+                continue;
+            }
+            buffer.extend_from_slice(&frame);
+            if buffer.len() >= WRITE_BUFFER {
+                self.submit(buffer.split().freeze()).await?;
+            }
+        }
+        if received < len {
+            return Err(WriteError::TooShort {
+                got: received,
+                expected: len,
+            });
+        }
+        if !buffer.is_empty() {
+            self.submit(buffer.freeze()).await?;
+        }
+        Ok(())
+    }
+
+    /// Starts writing `bytes` at the current position once the previous write is done.
+    async fn submit(&mut self, bytes: Bytes) -> io::Result<()> {
+        self.wait().await?;
+        let (file, at) = (self.file.clone(), self.position);
+        self.position += bytes.len() as u64;
+        self.in_flight = Some(spawn_blocking(move || file.write_all_at(&bytes, at)));
+        Ok(())
+    }
+
+    /// Waits for the write under way, if any.
+    async fn wait(&mut self) -> io::Result<()> {
+        match self.in_flight.take() {
+            Some(handle) => handle.await.map_err(io::Error::other)?,
+            None => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,319 @@
+//! [`Uploads`]: the upload service an app builds once and shares — the endpoint's state,
+//! and later what forms and model fields ask about completed uploads.
+
+use axum::http::request::Parts;
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use serde::Serialize;
+use std::{io, path::PathBuf, sync::Arc, time::SystemTime};
+
+use crate::{
+    ChunkParams, Scope, ScopeResolver, Secret, Settings, UploadError, UploadKey, UploadToken,
+    layout::Layout,
+    scope::AnonymousScope,
+    store::{Mark, UploadMeta, WriteError, fs::FsStore},
+    upload::{Claim, Finish, Registry, Upload},
+};
+
+/// Called once for each upload that becomes complete.
+type CompletionHook = Box<dyn Fn(&CompletedUpload) + Send + Sync>;
+
+/// The upload service: settings, signing secret, scope hook and chunk store. Cheap to
+/// clone (one `Arc`); build it once at start-up and hand it to [`router`](crate::router).
+///
+/// ```
+/// use sea_orm_resumable::{Secret, Settings, Uploads};
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let media = tempfile::tempdir().unwrap();
+/// let uploads = Uploads::builder(Settings::new(media.path()), Secret::generate())
+///     .on_complete(|done| println!("{} is complete ({} bytes)", done.meta.file_name, done.meta.total_size))
+///     .build()
+///     .await
+///     .unwrap();
+/// assert!(uploads.settings().chunk_dir().is_dir());
+/// # });
+/// ```
+#[derive(Clone)]
+pub struct Uploads {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    settings: Settings,
+    secret: Secret,
+    scope: Box<dyn ScopeResolver>,
+    on_complete: Vec<CompletionHook>,
+    registry: Registry,
+}
+
+/// Builds [`Uploads`]: see [`Uploads::builder`].
+pub struct UploadsBuilder {
+    settings: Settings,
+    secret: Secret,
+    scope: Box<dyn ScopeResolver>,
+    on_complete: Vec<CompletionHook>,
+}
+
+/// An upload whose every chunk is in, as passed to [`UploadsBuilder::on_complete`].
+#[derive(Clone, Debug)]
+pub struct CompletedUpload {
+    /// The upload's key.
+    pub key: UploadKey,
+    /// Its owner.
+    pub scope: Scope,
+    /// The token the browser holds for it.
+    pub token: UploadToken,
+    /// What the client said about the file.
+    pub meta: UploadMeta,
+    /// Where its bytes are now (in the chunk directory until a model claims it).
+    pub path: PathBuf,
+}
+
+/// The JSON body of every 200 answer about an upload, test answers included.
+///
+/// ```json
+/// {"token": "…", "complete": false, "chunks_received": 3, "total_chunks": 10,
+///  "size": 10485760, "file_name": "report.pdf"}
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct UploadStatus {
+    /// Signed upload token: put it in the form to attach the file to a row.
+    pub token: UploadToken,
+    /// Whether every chunk is in.
+    pub complete: bool,
+    /// Chunks stored so far.
+    pub chunks_received: u64,
+    /// Chunks in the whole file.
+    pub total_chunks: u64,
+    /// File size in bytes.
+    pub size: u64,
+    /// Original file name, as the client sent it.
+    pub file_name: String,
+}
+
+impl UploadsBuilder {
+    /// Sets the hook that maps a request to its [`Scope`] (default: everybody shares the
+    /// anonymous scope).
+    pub fn scope(mut self, resolver: impl ScopeResolver) -> Self {
+        self.scope = Box::new(resolver);
+        self
+    }
+
+    /// Adds a hook called once when an upload becomes complete (on the request that
+    /// completed it). Keep it quick; spawn a task for slow work.
+    pub fn on_complete(mut self, hook: impl Fn(&CompletedUpload) + Send + Sync + 'static) -> Self {
+        self.on_complete.push(Box::new(hook));
+        self
+    }
+
+    /// Opens the chunk directory (creating it) and returns the service.
+    pub async fn build(self) -> io::Result<Uploads> {
+        let store = FsStore::open(self.settings.chunk_dir(), self.settings.sync_data).await?;
+        Ok(Uploads {
+            inner: Arc::new(Inner {
+                settings: self.settings,
+                secret: self.secret,
+                scope: self.scope,
+                on_complete: self.on_complete,
+                registry: Registry::new(store),
+            }),
+        })
+    }
+}
+
+impl Uploads {
+    /// Starts building the service from settings and the app's signing secret.
+    pub fn builder(settings: Settings, secret: Secret) -> UploadsBuilder {
+        UploadsBuilder {
+            settings,
+            secret,
+            scope: Box::new(AnonymousScope),
+            on_complete: Vec::new(),
+        }
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> &Settings {
+        &self.inner.settings
+    }
+
+    /// The scope of a request, by the app's hook.
+    pub fn scope_of(&self, parts: &Parts) -> Result<Scope, UploadError> {
+        self.inner
+            .scope
+            .resolve(parts)
+            .ok_or_else(|| UploadError::BadRequest("this request has no upload scope".into()))
+    }
+
+    fn store(&self) -> &FsStore {
+        &self.inner.registry.store
+    }
+
+    /// Checks the sizes against the limits and the layout rules.
+    fn layout(&self, params: &ChunkParams) -> Result<Layout, UploadError> {
+        let settings = &self.inner.settings;
+        if params.total_size > settings.max_file_size {
+            return Err(UploadError::BadRequest(format!(
+                "the file is larger than the limit of {} bytes",
+                settings.max_file_size
+            )));
+        }
+        if params.chunk_size > settings.max_chunk_size {
+            return Err(UploadError::BadRequest(format!(
+                "the chunk size is larger than the limit of {} bytes",
+                settings.max_chunk_size
+            )));
+        }
+        let layout = Layout::new(params.total_size, params.chunk_size)
+            .map_err(|e| UploadError::BadRequest(e.to_string()))?;
+        if layout.slots() > settings.max_chunks {
+            return Err(UploadError::BadRequest(format!(
+                "the chunk size is too small for this file: at most {} chunks are allowed",
+                settings.max_chunks
+            )));
+        }
+        Ok(layout)
+    }
+
+    /// Refuses a request whose sizes disagree with the upload's earlier chunks.
+    fn check_same_upload(upload: &Upload, params: &ChunkParams) -> Result<(), UploadError> {
+        let meta = &upload.meta;
+        let differs = |what: &str, was: u64| {
+            UploadError::BadRequest(format!(
+                "the {what} disagrees with earlier chunks of this upload (was {was})"
+            ))
+        };
+        if meta.total_size != params.total_size {
+            return Err(differs("total size", meta.total_size));
+        }
+        if meta.chunk_size != params.chunk_size {
+            return Err(differs("chunk size", meta.chunk_size));
+        }
+        Ok(())
+    }
+
+    fn status(&self, scope: &Scope, upload: &Upload) -> UploadStatus {
+        let progress = upload.progress();
+        UploadStatus {
+            token: self.inner.secret.sign(scope, &upload.key),
+            complete: progress.complete,
+            chunks_received: progress.received,
+            total_chunks: progress.total_chunks,
+            size: upload.meta.total_size,
+            file_name: upload.meta.file_name.clone(),
+        }
+    }
+
+    /// Completes the upload if every chunk is in, and tells the hooks if this call did it.
+    async fn finish(&self, scope: &Scope, upload: &Upload) -> Result<(), UploadError> {
+        if upload.finish_if_all_in(self.store()).await? == Finish::JustCompleted {
+            tracing::info!(key = %upload.key, size = upload.meta.total_size, "upload complete");
+            if !self.inner.on_complete.is_empty() {
+                let done = CompletedUpload {
+                    key: upload.key,
+                    scope: scope.clone(),
+                    token: self.inner.secret.sign(scope, &upload.key),
+                    meta: upload.meta.clone(),
+                    path: self.store().data_path(&upload.key),
+                };
+                for hook in &self.inner.on_complete {
+                    hook(&done);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Answers a test request: the status if the chunk (or the whole upload) is stored,
+    /// `None` if it must be sent.
+    pub async fn test_chunk(
+        &self,
+        scope: &Scope,
+        params: &ChunkParams,
+    ) -> Result<Option<UploadStatus>, UploadError> {
+        let layout = self.layout(params)?;
+        let place = layout
+            .place(params.chunk_number, params.current_chunk_size)
+            .map_err(|e| UploadError::BadRequest(e.to_string()))?;
+        let key = UploadKey::derive(scope, &params.identifier);
+        let Some(upload) = self.inner.registry.find(key).await? else {
+            return Ok(None);
+        };
+        Self::check_same_upload(&upload, params)?;
+        // Finishes an upload whose completion was cut short (a crash, a full disk).
+        self.finish(scope, &upload).await?;
+        if upload.has_chunk(params.chunk_number, place.implies)? {
+            Ok(Some(self.status(scope, &upload)))
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// Stores one chunk read from `body`, which must hold exactly the announced number of
+    /// bytes. A chunk stored before is not written again; its body is read and dropped.
+    pub async fn receive_chunk<S, E>(
+        &self,
+        scope: &Scope,
+        params: &ChunkParams,
+        body: S,
+    ) -> Result<UploadStatus, UploadError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Send,
+        E: std::fmt::Display,
+    {
+        let layout = self.layout(params)?;
+        let place = layout
+            .place(params.chunk_number, params.current_chunk_size)
+            .map_err(|e| UploadError::BadRequest(e.to_string()))?;
+        let key = UploadKey::derive(scope, &params.identifier);
+        let meta = UploadMeta {
+            scope: scope.as_str().to_owned(),
+            identifier: params.identifier.clone(),
+            file_name: params.filename.clone(),
+            relative_path: params.relative_path.clone(),
+            content_type: params.content_type.clone(),
+            total_size: params.total_size,
+            chunk_size: params.chunk_size,
+            created_at: SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        };
+        let upload = self.inner.registry.find_or_create(key, &meta).await?;
+        Self::check_same_upload(&upload, params)?;
+        match upload.claim(params.chunk_number, place.implies).await? {
+            Claim::Stored => drain(body, place.len).await,
+            Claim::Write(claim) => {
+                self.store()
+                    .write_chunk(&key, place.offset, place.len, body)
+                    .await
+                    .map_err(|e| match e {
+                        WriteError::Io(e) => UploadError::Unavailable(e),
+                        other => UploadError::BadRequest(other.to_string()),
+                    })?;
+                let mark = Mark::for_mode(place.implies);
+                self.store()
+                    .mark(&key, params.chunk_number, mark as u8)
+                    .await?;
+                claim.record(mark);
+            }
+        }
+        self.finish(scope, &upload).await?;
+        Ok(self.status(scope, &upload))
+    }
+}
+
+/// Reads and drops up to `len` bytes of a body we do not need, so the client gets its
+/// answer on a connection it has finished writing to.
+async fn drain<S, E>(body: S, len: u64)
+where
+    S: Stream<Item = Result<Bytes, E>> + Send,
+{
+    let mut body = std::pin::pin!(body);
+    let mut seen = 0u64;
+    while seen <= len {
+        match body.next().await {
+            Some(Ok(frame)) => seen += frame.len() as u64,
+            _ => break,
+        }
+    }
+}

@@ -1,0 +1,286 @@
+//! Shared test harness: a real server on loopback and a resumable.js-like client.
+#![allow(dead_code)]
+
+use axum::{Router, http::request::Parts};
+use sea_orm_resumable::{CompletedUpload, Scope, Secret, Settings, UploadKey, Uploads, router};
+use sha2::{Digest, Sha256};
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+};
+use tokio::{sync::oneshot, task::JoinHandle};
+
+/// Header the test scope hook reads the user from.
+pub const USER_HEADER: &str = "x-test-user";
+
+/// The secret every test server signs with, so tokens survive a restart.
+pub fn secret() -> Secret {
+    Secret::new(b"test secret, at least sixteen bytes".to_vec()).unwrap()
+}
+
+/// Settings for tests: files under `media`, no fsync (tmpfs-like speed).
+pub fn settings(media: &Path) -> Settings {
+    Settings {
+        sync_data: false,
+        ..Settings::new(media)
+    }
+}
+
+/// A running endpoint at `<base>/resumable_upload/`.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub url: String,
+    pub completions: Arc<Mutex<Vec<CompletedUpload>>>,
+    pub uploads: Uploads,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl TestServer {
+    pub async fn start(media: &Path) -> Self {
+        Self::start_with(settings(media)).await
+    }
+
+    pub async fn start_with(settings: Settings) -> Self {
+        let completions: Arc<Mutex<Vec<CompletedUpload>>> = Arc::default();
+        let seen = completions.clone();
+        let uploads = Uploads::builder(settings, secret())
+            .scope(|parts: &Parts| {
+                let user = parts.headers.get(USER_HEADER).and_then(|v| v.to_str().ok());
+                Some(user.map(Scope::new).unwrap_or_else(Scope::anonymous))
+            })
+            .on_complete(move |done| seen.lock().unwrap().push(done.clone()))
+            .build()
+            .await
+            .unwrap();
+        let app = Router::new().nest_service("/resumable_upload", router(uploads.clone()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = rx.await;
+                })
+                .await
+                .unwrap();
+        });
+        Self {
+            addr,
+            url: format!("http://{addr}/resumable_upload/"),
+            completions,
+            uploads,
+            shutdown: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    /// Stops accepting, waits for requests under way, and drops the service.
+    pub async fn stop(mut self) {
+        let _ = self.shutdown.take().unwrap().send(());
+        self.task.take().unwrap().await.unwrap();
+    }
+
+    pub fn completed(&self) -> Vec<CompletedUpload> {
+        self.completions.lock().unwrap().clone()
+    }
+}
+
+pub fn sha256(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+pub fn sha256_file(path: &Path) -> String {
+    sha256(&std::fs::read(path).unwrap())
+}
+
+/// Where the completed upload of `identifier` in `scope` is stored.
+pub fn data_path(media: &Path, scope: &str, identifier: &str) -> PathBuf {
+    let key = UploadKey::derive(&Scope::new(scope), identifier);
+    media.join("resumable_chunks").join(format!("{key}.data"))
+}
+
+/// Deterministic pseudo-random bytes.
+pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
+/// How a client cuts a file.
+#[derive(Clone, Copy, Debug)]
+pub enum Cut {
+    /// resumable.js default: the last chunk takes the remainder.
+    Standard,
+    /// `forceChunkSize: true`.
+    Forced,
+}
+
+/// How a chunk travels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Body {
+    Multipart,
+    Octet,
+}
+
+/// One file being sent by a resumable.js-like client.
+#[derive(Clone)]
+pub struct FileUpload {
+    pub url: String,
+    pub http: reqwest::Client,
+    pub data: Arc<Vec<u8>>,
+    pub chunk_size: u64,
+    pub cut: Cut,
+    pub identifier: String,
+    pub filename: String,
+    pub user: Option<String>,
+    pub body: Body,
+    /// Parameter prefix: "resumable" or "flow".
+    pub prefix: &'static str,
+}
+
+impl FileUpload {
+    pub fn new(url: &str, data: Vec<u8>, chunk_size: u64) -> Self {
+        let identifier = format!("{}-test{}", data.len(), rand::random::<u32>());
+        Self {
+            url: url.to_owned(),
+            http: reqwest::Client::new(),
+            data: Arc::new(data),
+            chunk_size,
+            cut: Cut::Standard,
+            identifier,
+            filename: "test file.bin".into(),
+            user: None,
+            body: Body::Multipart,
+            prefix: "resumable",
+        }
+    }
+
+    pub fn chunk_count(&self) -> u64 {
+        let (t, c) = (self.data.len() as u64, self.chunk_size);
+        match self.cut {
+            Cut::Standard => (t / c).max(1),
+            Cut::Forced => t.div_ceil(c).max(1),
+        }
+    }
+
+    /// Byte range of chunk `n` (1-based).
+    pub fn range(&self, n: u64) -> std::ops::Range<usize> {
+        let start = ((n - 1) * self.chunk_size) as usize;
+        let end = if n == self.chunk_count() {
+            self.data.len()
+        } else {
+            start + self.chunk_size as usize
+        };
+        start..end
+    }
+
+    /// The protocol parameters of chunk `n`.
+    pub fn params(&self, n: u64) -> Vec<(String, String)> {
+        let range = self.range(n);
+        let p = self.prefix;
+        vec![
+            (format!("{p}ChunkNumber"), n.to_string()),
+            (format!("{p}ChunkSize"), self.chunk_size.to_string()),
+            (format!("{p}CurrentChunkSize"), range.len().to_string()),
+            (format!("{p}TotalSize"), self.data.len().to_string()),
+            (format!("{p}Identifier"), self.identifier.clone()),
+            (format!("{p}Filename"), self.filename.clone()),
+            (format!("{p}RelativePath"), self.filename.clone()),
+            (format!("{p}TotalChunks"), self.chunk_count().to_string()),
+        ]
+    }
+
+    fn with_user(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.user {
+            Some(user) => request.header(USER_HEADER, user),
+            None => request,
+        }
+    }
+
+    /// Sends chunk `n` with these parameters and this body.
+    pub async fn send_raw(&self, params: &[(String, String)], bytes: Vec<u8>) -> reqwest::Response {
+        let request = match self.body {
+            Body::Multipart => {
+                let mut form = reqwest::multipart::Form::new();
+                for (k, v) in params {
+                    form = form.text(k.clone(), v.clone());
+                }
+                let part = reqwest::multipart::Part::bytes(bytes).file_name("blob");
+                self.http.post(&self.url).multipart(form.part("file", part))
+            }
+            Body::Octet => self
+                .http
+                .post(&self.url)
+                .query(params)
+                .header("content-type", "application/octet-stream")
+                .body(bytes),
+        };
+        self.with_user(request).send().await.unwrap()
+    }
+
+    /// Sends chunk `n`.
+    pub async fn send(&self, n: u64) -> reqwest::Response {
+        let bytes = self.data[self.range(n)].to_vec();
+        self.send_raw(&self.params(n), bytes).await
+    }
+
+    /// Sends chunk `n` and checks the answer is 200; returns the JSON body.
+    pub async fn send_ok(&self, n: u64) -> serde_json::Value {
+        let response = self.send(n).await;
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        assert_eq!(status, 200, "chunk {n}: {text}");
+        serde_json::from_str(&text).unwrap()
+    }
+
+    /// The test request for chunk `n`: status and body.
+    pub async fn test(&self, n: u64) -> (u16, String) {
+        let request = self.http.get(&self.url).query(&self.params(n));
+        let response = self.with_user(request).send().await.unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    }
+
+    /// Sends the chunks in `order`, `parallel` at a time.
+    pub async fn send_all(&self, order: Vec<u64>, parallel: usize) {
+        use futures_util::StreamExt;
+        futures_util::stream::iter(order)
+            .map(|n| {
+                let me = self.clone();
+                async move { me.send_ok(n).await }
+            })
+            .buffer_unordered(parallel)
+            .collect::<Vec<_>>()
+            .await;
+    }
+
+    /// Where the completed file is stored.
+    pub fn stored_path(&self, media: &Path) -> PathBuf {
+        data_path(media, self.user.as_deref().unwrap_or(""), &self.identifier)
+    }
+}
+
+/// Every file under `root`, relative to it.
+pub fn files_under(root: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                found.push(path.strip_prefix(root).unwrap().to_path_buf());
+            }
+        }
+    }
+    found.sort();
+    found
+}
