@@ -1,0 +1,147 @@
+//! A chunk counts only when all its announced bytes arrive.
+
+mod common;
+
+use common::*;
+use tokio::io::AsyncWriteExt;
+
+const CHUNK: u64 = 256 * 1024;
+
+/// Sends a request head announcing `content_length` bytes, then only `bytes`, then closes.
+async fn send_cut_off(
+    server: &TestServer,
+    path_and_query: &str,
+    content_type: &str,
+    content_length: usize,
+    bytes: &[u8],
+) {
+    let mut socket = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let head = format!(
+        "POST {path_and_query} HTTP/1.1\r\nHost: {}\r\nContent-Type: {content_type}\r\nContent-Length: {content_length}\r\n\r\n",
+        server.addr
+    );
+    socket.write_all(head.as_bytes()).await.unwrap();
+    socket.write_all(bytes).await.unwrap();
+    socket.flush().await.unwrap();
+    // Give the server time to start writing the chunk, then vanish.
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    drop(socket);
+}
+
+fn query(upload: &FileUpload, n: u64) -> String {
+    let pairs: Vec<String> = upload
+        .params(n)
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "{k}={}",
+                form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>()
+            )
+        })
+        .collect();
+    format!("/resumable_upload/?{}", pairs.join("&"))
+}
+
+#[tokio::test]
+async fn a_cut_off_octet_body_records_nothing_and_the_retry_succeeds() {
+    let media = tempfile::tempdir().unwrap();
+    let server = TestServer::start(media.path()).await;
+    let mut upload = FileUpload::new(&server.url, random_bytes(2 * CHUNK as usize, 1), CHUNK);
+    upload.body = Body::Octet;
+    let chunk = &upload.data[upload.range(1)];
+    send_cut_off(
+        &server,
+        &query(&upload, 1),
+        "application/octet-stream",
+        chunk.len(),
+        &chunk[..chunk.len() / 2],
+    )
+    .await;
+    assert_eq!(
+        upload.test(1).await.0,
+        204,
+        "the cut-off chunk is not recorded"
+    );
+    upload.send_ok(1).await;
+    upload.send_ok(2).await;
+    assert_eq!(
+        sha256_file(&upload.stored_path(media.path())),
+        sha256(&upload.data)
+    );
+}
+
+#[tokio::test]
+async fn a_cut_off_multipart_body_records_nothing_and_the_retry_succeeds() {
+    let media = tempfile::tempdir().unwrap();
+    let server = TestServer::start(media.path()).await;
+    let upload = FileUpload::new(&server.url, random_bytes(2 * CHUNK as usize, 2), CHUNK);
+    let chunk = &upload.data[upload.range(2)];
+    let mut body = Vec::new();
+    for (k, v) in upload.params(2) {
+        body.extend(
+            format!("--XYZ\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n").bytes(),
+        );
+    }
+    body.extend(b"--XYZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"blob\"\r\nContent-Type: application/octet-stream\r\n\r\n");
+    let full_length = body.len() + chunk.len() + b"\r\n--XYZ--\r\n".len();
+    body.extend_from_slice(&chunk[..chunk.len() - 1000]);
+    send_cut_off(
+        &server,
+        "/resumable_upload/",
+        "multipart/form-data; boundary=XYZ",
+        full_length,
+        &body,
+    )
+    .await;
+    assert_eq!(
+        upload.test(2).await.0,
+        204,
+        "the cut-off chunk is not recorded"
+    );
+    upload.send_ok(2).await;
+    upload.send_ok(1).await;
+    assert_eq!(
+        sha256_file(&upload.stored_path(media.path())),
+        sha256(&upload.data)
+    );
+}
+
+#[tokio::test]
+async fn a_body_shorter_than_current_chunk_size_is_refused() {
+    let media = tempfile::tempdir().unwrap();
+    let server = TestServer::start(media.path()).await;
+    for body in [Body::Multipart, Body::Octet] {
+        let mut upload = FileUpload::new(&server.url, random_bytes(2 * CHUNK as usize, 3), CHUNK);
+        upload.body = body;
+        let short = upload.data[..CHUNK as usize - 1].to_vec();
+        let response = upload.send_raw(&upload.params(1), short).await;
+        assert_eq!(response.status(), 400, "{body:?}");
+        let error: serde_json::Value = response.json().await.unwrap();
+        assert!(
+            error["error"].as_str().unwrap().contains("expected"),
+            "{error}"
+        );
+        assert_eq!(upload.test(1).await.0, 204, "{body:?}: nothing recorded");
+    }
+}
+
+#[tokio::test]
+async fn a_body_longer_than_current_chunk_size_is_refused() {
+    let media = tempfile::tempdir().unwrap();
+    let server = TestServer::start(media.path()).await;
+    for body in [Body::Multipart, Body::Octet] {
+        let mut upload = FileUpload::new(&server.url, random_bytes(2 * CHUNK as usize, 4), CHUNK);
+        upload.body = body;
+        let long = upload.data[..CHUNK as usize + 1].to_vec();
+        let response = upload.send_raw(&upload.params(1), long).await;
+        assert_eq!(response.status(), 400, "{body:?}");
+        assert_eq!(upload.test(1).await.0, 204, "{body:?}: nothing recorded");
+        // Nothing was written past the chunk's end: chunk 2 then 1 still give the file.
+        upload.send_ok(2).await;
+        upload.send_ok(1).await;
+        assert_eq!(
+            sha256_file(&upload.stored_path(media.path())),
+            sha256(&upload.data)
+        );
+    }
+}

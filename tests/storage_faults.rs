@@ -1,0 +1,117 @@
+//! Storage trouble answers 503 and the upload stays resumable. The faults are real: the
+//! chunk directory is a small tmpfs, filled up or remounted read-only. Mounting needs root
+//! (CI runs as root); elsewhere these tests say so and pass without checking.
+
+mod common;
+
+use common::*;
+use std::{path::Path, process::Command};
+
+/// A tmpfs mounted on a directory for the length of a test.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Option<Self> {
+        std::fs::create_dir_all(dir).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            eprintln!("SKIPPED: cannot mount a tmpfs here (needs root)");
+        }
+        ok.then(|| Self(dir.to_path_buf()))
+    }
+
+    fn remount(&self, options: &str) {
+        let status = Command::new("mount")
+            .args(["-o", &format!("remount,{options}")])
+            .arg(&self.0)
+            .status()
+            .unwrap();
+        assert!(status.success(), "remount {options}");
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+const CHUNK: u64 = 64 * 1024;
+
+#[tokio::test]
+async fn a_full_disk_answers_503_and_the_upload_finishes_once_space_is_back() {
+    let root = tempfile::tempdir().unwrap();
+    let media = root.path().join("media");
+    let Some(disk) = Tmpfs::mount(&media.join("resumable_chunks"), "256k") else {
+        return;
+    };
+    let server = TestServer::start(&media).await;
+    let upload = FileUpload::new(&server.url, random_bytes(16 * CHUNK as usize, 1), CHUNK);
+
+    let mut refused = None;
+    for n in 1..=upload.chunk_count() {
+        let response = upload.send(n).await;
+        if response.status() != 200 {
+            let status = response.status().as_u16();
+            let body: serde_json::Value = response.json().await.unwrap();
+            refused = Some((n, status, body));
+            break;
+        }
+    }
+    let (first_refused, status, body) = refused.expect("the small disk filled up");
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("try again"),
+        "{body}"
+    );
+
+    disk.remount("size=4m");
+    for n in 1..=upload.chunk_count() {
+        if upload.test(n).await.0 == 204 {
+            assert!(
+                n >= first_refused,
+                "chunk {n} was stored before the disk filled"
+            );
+            upload.send_ok(n).await;
+        }
+    }
+    assert_eq!(
+        sha256_file(&upload.stored_path(&media)),
+        sha256(&upload.data)
+    );
+    assert_eq!(server.completed().len(), 1);
+}
+
+#[tokio::test]
+async fn a_read_only_chunk_directory_answers_503_and_the_upload_resumes_when_writable() {
+    let root = tempfile::tempdir().unwrap();
+    let media = root.path().join("media");
+    let Some(disk) = Tmpfs::mount(&media.join("resumable_chunks"), "4m") else {
+        return;
+    };
+    let server = TestServer::start(&media).await;
+    let upload = FileUpload::new(&server.url, random_bytes(4 * CHUNK as usize, 2), CHUNK);
+    upload.send_ok(1).await;
+
+    disk.remount("ro");
+    let response = upload.send(2).await;
+    assert_eq!(response.status(), 503);
+    let other = FileUpload::new(&server.url, random_bytes(CHUNK as usize, 3), CHUNK);
+    assert_eq!(
+        other.send(1).await.status(),
+        503,
+        "creating an upload fails too"
+    );
+    assert_eq!(upload.test(1).await.0, 200, "test requests still work");
+
+    disk.remount("rw");
+    upload.send_all(vec![2, 3, 4], 2).await;
+    assert_eq!(
+        sha256_file(&upload.stored_path(&media)),
+        sha256(&upload.data)
+    );
+}
