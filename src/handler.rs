@@ -9,7 +9,7 @@ use axum::{
 };
 use futures_util::StreamExt;
 
-use crate::{ChunkParams, UploadError, UploadStatus, Uploads};
+use crate::{ChunkParams, Scope, UploadError, UploadStatus, Uploads, uploads::drain};
 
 /// Longest form field (other than the chunk) read from a multipart body.
 const MAX_FORM_FIELD: usize = 64 * 1024;
@@ -116,7 +116,7 @@ async fn upload_chunk(State(uploads): State<Uploads>, request: Request) -> Respo
     // chunk's claim is released only after its last byte has landed.
     let task = tokio::spawn(async move {
         let (parts, body) = request.into_parts();
-        let scope = uploads.scope_of(&parts)?;
+        let limit = uploads.settings().max_body_size() as u64;
         let query = query_pairs(&parts);
         let multipart = parts
             .headers
@@ -127,48 +127,75 @@ async fn upload_chunk(State(uploads): State<Uploads>, request: Request) -> Respo
                     .to_ascii_lowercase()
                     .starts_with("multipart/form-data")
             });
+        let scope = uploads.scope_of(&parts);
         if !multipart {
-            let params = parse(&uploads, &[], &query)?;
-            return uploads
-                .receive_chunk(&scope, &params, body.into_data_stream())
-                .await;
+            let mut stream = body.into_data_stream();
+            let result = async {
+                let params = parse(&uploads, &[], &query)?;
+                uploads.receive_chunk(&scope?, &params, &mut stream).await
+            }
+            .await;
+            if result.is_err() {
+                drain(&mut stream, limit).await;
+            }
+            return result;
         }
         let mut form = Multipart::from_request(Request::from_parts(parts, body), &())
             .await
             .map_err(|e| UploadError::BadRequest(e.body_text()))?;
-        let mut fields = Vec::new();
-        while let Some(field) = form.next_field().await.map_err(bad_multipart)? {
-            let name = field.name().unwrap_or_default().to_owned();
-            let is_chunk = uploads
-                .settings()
-                .parameter_names
-                .iter()
-                .any(|names| names.file == name);
-            if is_chunk {
-                if field.file_name().is_none() {
-                    return Err(UploadError::UnsupportedMediaType(
-                        "the chunk must be sent as a file part (base64 chunks are not supported)"
-                            .into(),
-                    ));
-                }
-                let params = parse(&uploads, &fields, &query)?;
-                return uploads.receive_chunk(&scope, &params, field).await;
+        let result = match scope {
+            Ok(scope) => multipart_chunk(&uploads, &scope, &query, &mut form).await,
+            Err(e) => Err(e),
+        };
+        if result.is_err() {
+            // Lets the client read the refusal instead of a connection reset.
+            while let Ok(Some(field)) = form.next_field().await {
+                drain(field, limit).await;
             }
-            if field.file_name().is_some() {
-                return Err(UploadError::BadRequest(format!(
-                    "unexpected file part {name:?}: the chunk goes in the part named \"file\""
-                )));
-            }
-            fields.push((name, read_text(field).await?));
         }
-        Err(UploadError::BadRequest(
-            "the request has no file part with the chunk".into(),
-        ))
+        result
     });
     answer(
         task.await
             .unwrap_or_else(|e| Err(UploadError::Unavailable(std::io::Error::other(e)))),
     )
+}
+
+/// Reads the form fields up to the chunk's part, then stores the chunk from it.
+async fn multipart_chunk(
+    uploads: &Uploads,
+    scope: &Scope,
+    query: &[(String, String)],
+    form: &mut Multipart,
+) -> Result<UploadStatus, UploadError> {
+    let mut fields = Vec::new();
+    while let Some(field) = form.next_field().await.map_err(bad_multipart)? {
+        let name = field.name().unwrap_or_default().to_owned();
+        let is_chunk = uploads
+            .settings()
+            .parameter_names
+            .iter()
+            .any(|names| names.file == name);
+        if is_chunk {
+            if field.file_name().is_none() {
+                return Err(UploadError::UnsupportedMediaType(
+                    "the chunk must be sent as a file part (base64 chunks are not supported)"
+                        .into(),
+                ));
+            }
+            let params = parse(uploads, &fields, query)?;
+            return uploads.receive_chunk(scope, &params, field).await;
+        }
+        if field.file_name().is_some() {
+            return Err(UploadError::BadRequest(format!(
+                "unexpected file part {name:?}: the chunk goes in the part named \"file\""
+            )));
+        }
+        fields.push((name, read_text(field).await?));
+    }
+    Err(UploadError::BadRequest(
+        "the request has no file part with the chunk".into(),
+    ))
 }
 
 fn bad_multipart(e: axum::extract::multipart::MultipartError) -> UploadError {

@@ -302,15 +302,16 @@ impl Uploads {
     }
 }
 
-/// Reads and drops up to `len` bytes of a body we do not need, so the client gets its
-/// answer on a connection it has finished writing to.
-async fn drain<S, E>(body: S, len: u64)
+/// Reads and drops up to `limit` bytes of a body we do not need, so the client reads our
+/// answer instead of a connection reset (browsers report a reset as a network error and
+/// retry, or give up without the reason). A longer body is cut off there.
+pub(crate) async fn drain<S, E>(body: S, limit: u64)
 where
-    S: Stream<Item = Result<Bytes, E>> + Send,
+    S: Stream<Item = Result<Bytes, E>>,
 {
     let mut body = std::pin::pin!(body);
     let mut seen = 0u64;
-    while seen <= len {
+    while seen <= limit {
         match body.next().await {
             Some(Ok(frame)) => seen += frame.len() as u64,
             _ => break,
