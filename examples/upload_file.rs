@@ -73,9 +73,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 if !args.no_test {
                     let tested = http.get(&args.url).query(&params).send().await?;
                     if tested.status() == 200 {
-                        return Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
-                            tested.text().await?,
-                        );
+                        return Ok::<u64, Box<dyn std::error::Error + Send + Sync>>(0);
                     }
                 }
                 let mut bytes = vec![0; (end - start) as usize];
@@ -100,21 +98,42 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 if status != 200 {
                     return Err(format!("chunk {n}: {status} {body}").into());
                 }
-                Ok(body)
+                Ok(end - start)
             }
         })
         .buffer_unordered(args.parallel)
         .collect::<Vec<_>>()
         .await;
-    let mut last = String::new();
+    let mut sent = 0;
     for result in results {
-        last = result.map_err(|e| e.to_string())?;
+        sent += result.map_err(|e| e.to_string())?;
     }
     let seconds = started.elapsed().as_secs_f64();
     println!(
-        "sent {total} bytes in {chunks} chunks in {seconds:.2} s: {:.1} MiB/s",
-        total as f64 / seconds / (1 << 20) as f64
+        "sent {sent} of {total} bytes ({chunks} chunks; the rest was stored already) in {seconds:.2} s: {:.1} MiB/s",
+        sent as f64 / seconds / (1 << 20) as f64
     );
-    println!("last answer: {last}");
+    // Ask once more, so what is printed is the server's final word on the upload.
+    let params = [
+        ("resumableChunkNumber", "1".to_owned()),
+        ("resumableChunkSize", args.chunk_size.to_string()),
+        (
+            "resumableCurrentChunkSize",
+            total
+                .min(if chunks == 1 { total } else { args.chunk_size })
+                .to_string(),
+        ),
+        ("resumableTotalSize", total.to_string()),
+        ("resumableIdentifier", identifier),
+        ("resumableFilename", name),
+    ];
+    let status = http
+        .get(&args.url)
+        .query(&params)
+        .send()
+        .await?
+        .text()
+        .await?;
+    println!("status: {status}");
     Ok(())
 }

@@ -125,3 +125,25 @@ async fn a_restart_after_the_last_chunk_reports_the_upload_complete() {
         "completed once, by the first server"
     );
 }
+
+#[tokio::test]
+async fn a_completion_cut_short_by_a_crash_is_finished_by_the_next_server() {
+    let media = tempfile::tempdir().unwrap();
+    let first = TestServer::start(media.path()).await;
+    let mut upload = FileUpload::new(&first.url, random_bytes(3 * CHUNK as usize, 6), CHUNK);
+    upload.send_all(vec![1, 2, 3], 3).await;
+    first.stop().await;
+    // As if the process died after recording the last chunk, before marking completion.
+    let data = upload.stored_path(media.path());
+    std::fs::rename(&data, data.with_extension("part")).unwrap();
+
+    let second = TestServer::start(media.path()).await;
+    upload.url = second.url.clone();
+    let (status, body) = upload.test(2).await;
+    assert_eq!(status, 200);
+    assert!(body.contains(r#""complete":true"#), "{body}");
+    assert_eq!(second.completed().len(), 1, "the hooks hear of it once");
+    assert_eq!(upload.test(3).await.0, 200);
+    assert_eq!(second.completed().len(), 1);
+    assert_eq!(sha256_file(&data), sha256(&upload.data));
+}
