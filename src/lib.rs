@@ -25,13 +25,20 @@
 //! [resumable.js]: https://github.com/23/resumable.js
 //! [flow.js]: https://github.com/flowjs/flow.js
 
+#![deny(missing_docs)]
+
+/// The README's code, compiled as a doctest so it stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 mod error;
 mod handler;
 pub mod layout;
 mod protocol;
 mod scope;
 mod settings;
-pub mod store;
+mod store;
 mod token;
 mod upload;
 mod uploads;
@@ -41,5 +48,6 @@ pub use handler::router;
 pub use protocol::{ChunkParams, MAX_NAME_BYTES, MAX_PATH_BYTES, ParamError, ParameterNames};
 pub use scope::{AnonymousScope, Scope, ScopeResolver};
 pub use settings::{DEFAULT_CHUNK_SUBDIR, Settings};
+pub use store::UploadMeta;
 pub use token::{MIN_SECRET_BYTES, Secret, TokenError, UploadKey, UploadToken};
 pub use uploads::{CompletedUpload, UploadStatus, Uploads, UploadsBuilder};

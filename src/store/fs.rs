@@ -62,11 +62,6 @@ impl FsStore {
         Ok(Self { dir, sync_data })
     }
 
-    /// The chunk directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     fn path(&self, key: &UploadKey, extension: &str) -> PathBuf {
         self.dir.join(format!("{key}.{extension}"))
     }
