@@ -279,10 +279,7 @@ async fn sizes_that_disagree_with_earlier_chunks_are_refused() {
     )
     .await;
     upload.send_all(vec![2, 3, 4], 3).await;
-    assert_eq!(
-        sha256_file(&upload.stored_path(media.path())),
-        sha256(&upload.data)
-    );
+    upload.assert_stored(media.path());
 }
 
 #[tokio::test]
@@ -304,10 +301,7 @@ async fn a_chunk_from_the_other_layout_is_refused() {
     assert_eq!(status, 400);
     upload.cut = Cut::Standard;
     upload.send_all(vec![1, 2, 3], 3).await;
-    assert_eq!(
-        sha256_file(&upload.stored_path(media.path())),
-        sha256(&upload.data)
-    );
+    upload.assert_stored(media.path());
 }
 
 #[tokio::test]

@@ -64,10 +64,7 @@ async fn a_cut_off_octet_body_records_nothing_and_the_retry_succeeds() {
     );
     upload.send_ok(1).await;
     upload.send_ok(2).await;
-    assert_eq!(
-        sha256_file(&upload.stored_path(media.path())),
-        sha256(&upload.data)
-    );
+    upload.assert_stored(media.path());
 }
 
 #[tokio::test]
@@ -100,10 +97,7 @@ async fn a_cut_off_multipart_body_records_nothing_and_the_retry_succeeds() {
     );
     upload.send_ok(2).await;
     upload.send_ok(1).await;
-    assert_eq!(
-        sha256_file(&upload.stored_path(media.path())),
-        sha256(&upload.data)
-    );
+    upload.assert_stored(media.path());
 }
 
 #[tokio::test]
@@ -139,9 +133,6 @@ async fn a_body_longer_than_current_chunk_size_is_refused() {
         // Nothing was written past the chunk's end: chunk 2 then 1 still give the file.
         upload.send_ok(2).await;
         upload.send_ok(1).await;
-        assert_eq!(
-            sha256_file(&upload.stored_path(media.path())),
-            sha256(&upload.data)
-        );
+        upload.assert_stored(media.path());
     }
 }

@@ -28,14 +28,8 @@ async fn two_scopes_using_the_same_identifier_do_not_collide() {
         alice.stored_path(media.path()),
         bob.stored_path(media.path())
     );
-    assert_eq!(
-        sha256_file(&alice.stored_path(media.path())),
-        sha256(&alice.data)
-    );
-    assert_eq!(
-        sha256_file(&bob.stored_path(media.path())),
-        sha256(&bob.data)
-    );
+    alice.assert_stored(media.path());
+    bob.assert_stored(media.path());
     let tokens: Vec<_> = server.completed().iter().map(|c| c.token.clone()).collect();
     assert_eq!(tokens.len(), 2);
     assert_ne!(tokens[0], tokens[1]);
@@ -100,10 +94,7 @@ async fn a_new_server_on_the_same_directory_resumes_the_upload() {
         }
     }
     upload.send_all(vec![4, 6, 8, 9, 10], 3).await;
-    assert_eq!(
-        sha256_file(&upload.stored_path(media.path())),
-        sha256(&upload.data)
-    );
+    upload.assert_stored(media.path());
     assert_eq!(second.completed().len(), 1);
 }
 

@@ -79,10 +79,7 @@ async fn a_full_disk_answers_503_and_the_upload_finishes_once_space_is_back() {
             upload.send_ok(n).await;
         }
     }
-    assert_eq!(
-        sha256_file(&upload.stored_path(&media)),
-        sha256(&upload.data)
-    );
+    upload.assert_stored(&media);
     assert_eq!(server.completed().len(), 1);
 }
 
@@ -110,8 +107,5 @@ async fn a_read_only_chunk_directory_answers_503_and_the_upload_resumes_when_wri
 
     disk.remount("rw");
     upload.send_all(vec![2, 3, 4], 2).await;
-    assert_eq!(
-        sha256_file(&upload.stored_path(&media)),
-        sha256(&upload.data)
-    );
+    upload.assert_stored(&media);
 }

@@ -261,6 +261,12 @@ impl FileUpload {
             .await;
     }
 
+    /// Checks the stored file has the source's bytes (by sha256).
+    pub fn assert_stored(&self, media: &Path) {
+        let stored = self.stored_path(media);
+        assert_eq!(sha256_file(&stored), sha256(&self.data), "{stored:?}");
+    }
+
     /// Where the completed file is stored.
     pub fn stored_path(&self, media: &Path) -> PathBuf {
         data_path(media, self.user.as_deref().unwrap_or(""), &self.identifier)
