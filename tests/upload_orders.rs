@@ -217,3 +217,36 @@ async fn the_endpoint_answers_with_and_without_a_trailing_slash() {
         .unwrap();
     assert_eq!(other.status(), 404);
 }
+
+#[tokio::test]
+async fn a_parameter_namespace_and_renamed_file_part_are_recognised() {
+    let media = tempfile::tempdir().unwrap();
+    let names = sea_orm_resumable::ParameterNames {
+        file: "chunk".into(),
+        ..sea_orm_resumable::ParameterNames::resumable().with_namespace("upload_")
+    };
+    let server = TestServer::start_with(sea_orm_resumable::Settings {
+        parameter_names: vec![names],
+        ..settings(media.path())
+    })
+    .await;
+    let mut upload = FileUpload::new(&server.url, random_bytes(3 * CHUNK as usize, 13), CHUNK);
+    upload.prefix = "upload_resumable";
+    upload.file_part = "chunk";
+    upload.send_all(vec![3, 1, 2], 2).await;
+    assert_eq!(upload.test(1).await.0, 200);
+    check_stored(&server, media.path(), &upload).await;
+
+    // Without the namespace, the parameters are not found.
+    let mut plain = FileUpload::new(&server.url, random_bytes(100, 14), CHUNK);
+    plain.file_part = "chunk";
+    let response = plain.send(1).await;
+    assert_eq!(response.status(), 400);
+    assert!(
+        response
+            .text()
+            .await
+            .unwrap()
+            .contains("upload_resumableChunkNumber")
+    );
+}

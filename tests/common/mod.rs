@@ -142,8 +142,10 @@ pub struct FileUpload {
     pub filename: String,
     pub user: Option<String>,
     pub body: Body,
-    /// Parameter prefix: "resumable" or "flow".
+    /// Parameter prefix: "resumable", "flow", or a namespace + "resumable".
     pub prefix: &'static str,
+    /// Name of the multipart part holding the chunk.
+    pub file_part: &'static str,
 }
 
 impl FileUpload {
@@ -160,6 +162,7 @@ impl FileUpload {
             user: None,
             body: Body::Multipart,
             prefix: "resumable",
+            file_part: "file",
         }
     }
 
@@ -214,7 +217,9 @@ impl FileUpload {
                     form = form.text(k.clone(), v.clone());
                 }
                 let part = reqwest::multipart::Part::bytes(bytes).file_name("blob");
-                self.http.post(&self.url).multipart(form.part("file", part))
+                self.http
+                    .post(&self.url)
+                    .multipart(form.part(self.file_part, part))
             }
             Body::Octet => self
                 .http
