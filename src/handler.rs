@@ -175,7 +175,7 @@ async fn multipart_chunk(
             .settings()
             .parameter_names
             .iter()
-            .any(|names| names.file == name);
+            .any(|names| names.key(&names.file) == name);
         if is_chunk {
             if field.file_name().is_none() {
                 return Err(UploadError::UnsupportedMediaType(
@@ -188,7 +188,7 @@ async fn multipart_chunk(
         }
         if field.file_name().is_some() {
             return Err(UploadError::BadRequest(format!(
-                "unexpected file part {name:?}: the chunk goes in the part named \"file\""
+                "unexpected file part {name:?}: the chunk goes in the part named after fileParameterName"
             )));
         }
         fields.push((name, read_text(field).await?));

@@ -44,7 +44,8 @@ pub struct ParameterNames {
     pub relative_path: String,
     /// MIME type claimed by the browser (resumable.js only).
     pub content_type: String,
-    /// Name of the multipart part that holds the chunk (`fileParameterName`); not namespaced.
+    /// Name of the multipart part that holds the chunk (`fileParameterName`); namespaced
+    /// too, as resumable.js does.
     pub file: String,
 }
 
@@ -180,7 +181,7 @@ impl ChunkParams {
             filename: text(&names.filename, MAX_NAME_BYTES)?,
             relative_path: optional(&names.relative_path)?,
             content_type: optional(&names.content_type)?,
-            file_part: names.file.clone(),
+            file_part: names.key(&names.file),
         })
     }
 }

@@ -232,14 +232,14 @@ async fn a_parameter_namespace_and_renamed_file_part_are_recognised() {
     .await;
     let mut upload = FileUpload::new(&server.url, random_bytes(3 * CHUNK as usize, 13), CHUNK);
     upload.prefix = "upload_resumable";
-    upload.file_part = "chunk";
+    upload.file_part = "upload_chunk"; // resumable.js namespaces the file part too
     upload.send_all(vec![3, 1, 2], 2).await;
     assert_eq!(upload.test(1).await.0, 200);
     check_stored(&server, media.path(), &upload).await;
 
     // Without the namespace, the parameters are not found.
     let mut plain = FileUpload::new(&server.url, random_bytes(100, 14), CHUNK);
-    plain.file_part = "chunk";
+    plain.file_part = "upload_chunk";
     let response = plain.send(1).await;
     assert_eq!(response.status(), 400);
     assert!(

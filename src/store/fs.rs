@@ -183,7 +183,8 @@ impl FsStore {
         .await
     }
 
-    /// Marks the upload complete: renames `<key>.part` to `<key>.data`.
+    /// Marks the upload complete: renames `<key>.part` to `<key>.data`. Idempotent: an
+    /// upload already renamed (by an earlier call whose directory flush failed) is fine.
     pub(crate) async fn finish(&self, key: &UploadKey) -> io::Result<()> {
         let (part, data, dir, sync) = (
             self.path(key, "part"),
@@ -192,7 +193,10 @@ impl FsStore {
             self.sync_data,
         );
         blocking(move || {
-            std::fs::rename(part, data)?;
+            match std::fs::rename(&part, &data) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound && data.try_exists()? => {}
+                other => other?,
+            }
             if sync {
                 File::open(dir)?.sync_all()?;
             }
