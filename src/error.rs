@@ -29,6 +29,9 @@ pub enum UploadError {
     /// The body is not in a form the endpoint reads.
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// Not now: the chunk is busy or the body stalled; the client should retry.
+    #[error("{0}")]
+    Retry(String),
     /// The storage failed (disk full, permission denied, …); the upload stays resumable.
     #[error("storage is unavailable right now, try again later")]
     Unavailable(#[source] std::io::Error),
@@ -41,7 +44,7 @@ impl UploadError {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Retry(_) | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }

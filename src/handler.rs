@@ -117,6 +117,7 @@ async fn upload_chunk(State(uploads): State<Uploads>, request: Request) -> Respo
     let task = tokio::spawn(async move {
         let (parts, body) = request.into_parts();
         let limit = uploads.settings().max_body_size() as u64;
+        let idle = uploads.settings().body_idle_timeout;
         let query = query_pairs(&parts);
         let multipart = parts
             .headers
@@ -136,7 +137,7 @@ async fn upload_chunk(State(uploads): State<Uploads>, request: Request) -> Respo
             }
             .await;
             if result.is_err() {
-                drain(&mut stream, limit).await;
+                drain(&mut stream, limit, idle).await;
             }
             return result;
         }
@@ -150,7 +151,7 @@ async fn upload_chunk(State(uploads): State<Uploads>, request: Request) -> Respo
         if result.is_err() {
             // Lets the client read the refusal instead of a connection reset.
             while let Ok(Some(field)) = form.next_field().await {
-                drain(field, limit).await;
+                drain(field, limit, idle).await;
             }
         }
         result

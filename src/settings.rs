@@ -1,7 +1,7 @@
 //! Settings of the upload endpoint, with safe defaults.
 
 use serde::Deserialize;
-use std::path::PathBuf;
+use std::{path::PathBuf, time::Duration};
 
 use crate::ParameterNames;
 
@@ -41,6 +41,10 @@ pub struct Settings {
     pub max_chunks: u64,
     /// Parameter naming schemes recognised, tried in order (default: resumable.js, flow.js).
     pub parameter_names: Vec<ParameterNames>,
+    /// Longest wait for the next piece of a request body (default 60 s). A silent client
+    /// is cut off then (503, so a live one retries), freeing its chunk for the retry; a
+    /// duplicate request waits at most this long for the chunk's current writer.
+    pub body_idle_timeout: Duration,
     /// Flush each chunk's bytes to the disk before recording it (default `true`), so a
     /// power cut never records a chunk whose bytes were lost. A process crash is safe
     /// either way.
@@ -62,6 +66,7 @@ impl Settings {
             max_file_size: 100 << 30,
             max_chunk_size: 64 << 20,
             max_chunks: 1 << 20,
+            body_idle_timeout: Duration::from_secs(60),
             parameter_names: vec![ParameterNames::resumable(), ParameterNames::flow()],
             sync_data: true,
         }

@@ -12,6 +12,7 @@
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex, MutexGuard},
+    time::Duration,
 };
 use tokio::sync::{Notify, OnceCell};
 
@@ -152,12 +153,15 @@ impl Upload {
         Ok(state.marks[(number - 1) as usize] != 0)
     }
 
-    /// Asks to write chunk `number`. Waits while another request writes the same chunk.
+    /// Asks to write chunk `number`. Waits while another request writes the same chunk,
+    /// for at most `wait` (then: retry later).
     pub async fn claim(
         &self,
         number: u64,
         implies: Option<Mode>,
+        wait: Duration,
     ) -> Result<Claim<'_>, UploadError> {
+        let deadline = tokio::time::Instant::now() + wait;
         loop {
             let released = self.released.notified();
             let mut released = std::pin::pin!(released);
@@ -176,7 +180,11 @@ impl Upload {
                     }));
                 }
             }
-            released.await;
+            if tokio::time::timeout_at(deadline, released).await.is_err() {
+                return Err(UploadError::Retry(format!(
+                    "chunk {number} is being received by another request, try again"
+                )));
+            }
         }
     }
 

@@ -5,7 +5,12 @@ use axum::http::request::Parts;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use serde::Serialize;
-use std::{io, path::PathBuf, sync::Arc, time::SystemTime};
+use std::{
+    io,
+    path::PathBuf,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
 
 use crate::{
     ChunkParams, Scope, ScopeResolver, Secret, Settings, UploadError, UploadKey, UploadToken,
@@ -280,14 +285,19 @@ impl Uploads {
         };
         let upload = self.inner.registry.find_or_create(key, &meta).await?;
         Self::check_same_upload(&upload, params)?;
-        match upload.claim(params.chunk_number, place.implies).await? {
-            Claim::Stored => drain(body, place.len).await,
+        let idle = self.inner.settings.body_idle_timeout;
+        match upload
+            .claim(params.chunk_number, place.implies, idle)
+            .await?
+        {
+            Claim::Stored => drain(body, place.len, idle).await,
             Claim::Write(claim) => {
                 self.store()
-                    .write_chunk(&key, place.offset, place.len, body)
+                    .write_chunk(&key, place.offset, place.len, body, idle)
                     .await
                     .map_err(|e| match e {
                         WriteError::Io(e) => UploadError::Unavailable(e),
+                        idle @ WriteError::Idle(_) => UploadError::Retry(idle.to_string()),
                         other => UploadError::BadRequest(other.to_string()),
                     })?;
                 let mark = Mark::for_mode(place.implies);
@@ -305,15 +315,16 @@ impl Uploads {
 /// Reads and drops up to `limit` bytes of a body we do not need, so the client reads our
 /// answer instead of a connection reset (browsers report a reset as a network error and
 /// retry, or give up without the reason). A longer body is cut off there.
-pub(crate) async fn drain<S, E>(body: S, limit: u64)
+/// A body silent for `idle` is given up on.
+pub(crate) async fn drain<S, E>(body: S, limit: u64, idle: Duration)
 where
     S: Stream<Item = Result<Bytes, E>>,
 {
     let mut body = std::pin::pin!(body);
     let mut seen = 0u64;
     while seen <= limit {
-        match body.next().await {
-            Some(Ok(frame)) => seen += frame.len() as u64,
+        match tokio::time::timeout(idle, body.next()).await {
+            Ok(Some(Ok(frame))) => seen += frame.len() as u64,
             _ => break,
         }
     }

@@ -7,6 +7,25 @@ use tokio::io::AsyncWriteExt;
 
 const CHUNK: u64 = 256 * 1024;
 
+/// Sends a request head announcing `content_length` bytes and only `bytes`, then stays
+/// silent with the connection open.
+async fn send_stalled(
+    server: &TestServer,
+    path_and_query: &str,
+    content_length: usize,
+    bytes: &[u8],
+) -> tokio::net::TcpStream {
+    let mut socket = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let head = format!(
+        "POST {path_and_query} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/octet-stream\r\nContent-Length: {content_length}\r\n\r\n",
+        server.addr
+    );
+    socket.write_all(head.as_bytes()).await.unwrap();
+    socket.write_all(bytes).await.unwrap();
+    socket.flush().await.unwrap();
+    socket
+}
+
 /// Sends a request head announcing `content_length` bytes, then only `bytes`, then closes.
 async fn send_cut_off(
     server: &TestServer,
@@ -135,4 +154,29 @@ async fn a_body_longer_than_current_chunk_size_is_refused() {
         upload.send_ok(1).await;
         upload.assert_stored(media.path());
     }
+}
+
+#[tokio::test]
+async fn a_stalled_body_is_given_up_and_its_chunk_freed_for_the_retry() {
+    let media = tempfile::tempdir().unwrap();
+    let idle = std::time::Duration::from_millis(400);
+    let server = TestServer::start_with(sea_orm_resumable::Settings {
+        body_idle_timeout: idle,
+        ..settings(media.path())
+    })
+    .await;
+    let mut upload = FileUpload::new(&server.url, random_bytes(2 * CHUNK as usize, 5), CHUNK);
+    upload.body = Body::Octet;
+    let chunk = upload.data[upload.range(1)].to_vec();
+    let _silent = send_stalled(&server, &query(&upload, 1), chunk.len(), &chunk[..1000]).await;
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    // The retry waits for the silent writer to be cut off, then stores the chunk.
+    let started = std::time::Instant::now();
+    upload.send_ok(1).await;
+    assert!(
+        started.elapsed() >= idle / 2,
+        "the retry waited for the stalled writer"
+    );
+    upload.send_ok(2).await;
+    upload.assert_stored(media.path());
 }

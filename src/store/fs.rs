@@ -21,6 +21,7 @@ use std::{
     os::unix::fs::FileExt,
     path::{Path, PathBuf},
     sync::Arc,
+    time::Duration,
 };
 use tokio::task::{JoinHandle, spawn_blocking};
 
@@ -149,6 +150,7 @@ impl FsStore {
         offset: u64,
         len: u64,
         body: S,
+        idle: Duration,
     ) -> Result<(), WriteError>
     where
         S: Stream<Item = Result<Bytes, E>> + Send,
@@ -161,7 +163,7 @@ impl FsStore {
             position: offset,
             in_flight: None,
         };
-        let result = writer.copy(body, len).await;
+        let result = writer.copy(body, len, idle).await;
         // Whatever happened, wait for the last write so no byte lands after we return.
         let finished = writer.wait().await;
         result?;
@@ -215,7 +217,7 @@ struct PositionedWriter {
 }
 
 impl PositionedWriter {
-    async fn copy<S, E>(&mut self, body: S, len: u64) -> Result<(), WriteError>
+    async fn copy<S, E>(&mut self, body: S, len: u64, idle: Duration) -> Result<(), WriteError>
     where
         S: Stream<Item = Result<Bytes, E>> + Send,
         E: std::fmt::Display,
@@ -223,7 +225,11 @@ impl PositionedWriter {
         let mut body = std::pin::pin!(body);
         let mut buffer = BytesMut::new();
         let mut received: u64 = 0;
-        while let Some(frame) = body.next().await {
+        loop {
+            let next = tokio::time::timeout(idle, body.next()).await;
+            let Some(frame) = next.map_err(|_| WriteError::Idle(idle))? else {
+                break;
+            };
             let frame = frame.map_err(|e| WriteError::Body(e.to_string()))?;
             received += frame.len() as u64;
             if received > len {

@@ -80,6 +80,9 @@ pub(crate) enum WriteError {
     /// Reading the body failed: the client went away or sent garbage.
     #[error("the chunk body was cut off: {0}")]
     Body(String),
+    /// No piece of the body came within the idle timeout.
+    #[error("the chunk body stalled for {0:?}")]
+    Idle(std::time::Duration),
     /// The storage failed.
     #[error(transparent)]
     Io(#[from] std::io::Error),
