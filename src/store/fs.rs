@@ -225,11 +225,15 @@ impl PositionedWriter {
         let mut body = std::pin::pin!(body);
         let mut buffer = BytesMut::new();
         let mut received: u64 = 0;
+        // One timer for the whole body, pushed back at each frame (not one per frame).
+        let mut silence = std::pin::pin!(tokio::time::sleep(idle));
         loop {
-            let next = tokio::time::timeout(idle, body.next()).await;
-            let Some(frame) = next.map_err(|_| WriteError::Idle(idle))? else {
-                break;
+            let frame = tokio::select! {
+                frame = body.next() => frame,
+                () = &mut silence => return Err(WriteError::Idle(idle)),
             };
+            let Some(frame) = frame else { break };
+            silence.as_mut().reset(tokio::time::Instant::now() + idle);
             let frame = frame.map_err(|e| WriteError::Body(e.to_string()))?;
             received += frame.len() as u64;
             if received > len {
