@@ -304,93 +304,80 @@ async fn a_chunk_from_the_other_layout_is_refused() {
     upload.assert_stored(media.path());
 }
 
+/// A multipart form holding chunk 1's parameters and no file part yet.
+fn form_with_params(upload: &FileUpload) -> reqwest::multipart::Form {
+    upload
+        .params(1)
+        .into_iter()
+        .fold(reqwest::multipart::Form::new(), |f, (k, v)| f.text(k, v))
+}
+
+/// Posts `form` to the endpoint.
+async fn post_form(upload: &FileUpload, form: reqwest::multipart::Form) -> reqwest::Response {
+    upload
+        .http
+        .post(&upload.url)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Posts `body` with this content type.
+async fn post_raw(
+    upload: &FileUpload,
+    content_type: &str,
+    body: &'static str,
+) -> reqwest::Response {
+    let request = upload
+        .http
+        .post(&upload.url)
+        .header("content-type", content_type);
+    request.body(body).send().await.unwrap()
+}
+
 #[tokio::test]
 async fn malformed_multipart_bodies_are_refused() {
     let media = tempfile::tempdir().unwrap();
     let server = TestServer::start(media.path()).await;
     let upload = FileUpload::new(&server.url, random_bytes(TOTAL, 4), CHUNK);
-    let http = &upload.http;
 
-    let no_file = upload
-        .params(1)
-        .into_iter()
-        .fold(reqwest::multipart::Form::new(), |f, (k, v)| f.text(k, v));
     check_error(
-        http.post(&server.url)
-            .multipart(no_file)
-            .send()
-            .await
-            .unwrap(),
+        post_form(&upload, form_with_params(&upload)).await,
         400,
         "no file part",
     )
     .await;
 
-    let base64 = upload
-        .params(1)
-        .into_iter()
-        .fold(reqwest::multipart::Form::new(), |f, (k, v)| f.text(k, v))
-        .text("file", "data:application/octet-stream;base64,AAAA");
-    check_error(
-        http.post(&server.url)
-            .multipart(base64)
-            .send()
-            .await
-            .unwrap(),
-        415,
-        "base64 chunk",
-    )
-    .await;
+    let base64 =
+        form_with_params(&upload).text("file", "data:application/octet-stream;base64,AAAA");
+    check_error(post_form(&upload, base64).await, 415, "base64 chunk").await;
 
-    let other_file = upload
-        .params(1)
-        .into_iter()
-        .fold(reqwest::multipart::Form::new(), |f, (k, v)| f.text(k, v))
-        .part(
-            "upload",
-            reqwest::multipart::Part::bytes(vec![0; 10]).file_name("x"),
-        );
+    let other_file = form_with_params(&upload).part(
+        "upload",
+        reqwest::multipart::Part::bytes(vec![0; 10]).file_name("x"),
+    );
     check_error(
-        http.post(&server.url)
-            .multipart(other_file)
-            .send()
-            .await
-            .unwrap(),
+        post_form(&upload, other_file).await,
         400,
         "file part under another name",
     )
     .await;
 
-    let bad_boundary = http
-        .post(&server.url)
-        .header("content-type", "multipart/form-data")
-        .body("garbage")
-        .send()
-        .await
-        .unwrap();
+    let bad_boundary = post_raw(&upload, "multipart/form-data", "garbage").await;
     check_error(bad_boundary, 400, "no boundary").await;
 
-    let garbage = http
-        .post(&server.url)
-        .header("content-type", "multipart/form-data; boundary=XYZ")
-        .body("this is not multipart at all")
-        .send()
-        .await
-        .unwrap();
+    let garbage = post_raw(
+        &upload,
+        "multipart/form-data; boundary=XYZ",
+        "this is not multipart at all",
+    )
+    .await;
     check_error(garbage, 400, "garbage body").await;
 
     let huge_field =
         reqwest::multipart::Form::new().text("resumableChunkNumber", "1".repeat(100_000));
-    check_error(
-        http.post(&server.url)
-            .multipart(huge_field)
-            .send()
-            .await
-            .unwrap(),
-        400,
-        "huge form field",
-    )
-    .await;
+    check_error(post_form(&upload, huge_field).await, 400, "huge form field").await;
     assert_only_chunk_files(media.path());
 }
 

@@ -7,33 +7,15 @@ use tokio::io::AsyncWriteExt;
 
 const CHUNK: u64 = 256 * 1024;
 
-/// Sends a request head announcing `content_length` bytes and only `bytes`, then stays
-/// silent with the connection open.
-async fn send_stalled(
-    server: &TestServer,
-    path_and_query: &str,
-    content_length: usize,
-    bytes: &[u8],
-) -> tokio::net::TcpStream {
-    let mut socket = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-    let head = format!(
-        "POST {path_and_query} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/octet-stream\r\nContent-Length: {content_length}\r\n\r\n",
-        server.addr
-    );
-    socket.write_all(head.as_bytes()).await.unwrap();
-    socket.write_all(bytes).await.unwrap();
-    socket.flush().await.unwrap();
-    socket
-}
-
-/// Sends a request head announcing `content_length` bytes, then only `bytes`, then closes.
-async fn send_cut_off(
+/// Sends a request head announcing `content_length` bytes, then only `bytes`, and returns
+/// the open connection (drop it to cut the body off; keep it to stall).
+async fn send_partial(
     server: &TestServer,
     path_and_query: &str,
     content_type: &str,
     content_length: usize,
     bytes: &[u8],
-) {
+) -> tokio::net::TcpStream {
     let mut socket = tokio::net::TcpStream::connect(server.addr).await.unwrap();
     let head = format!(
         "POST {path_and_query} HTTP/1.1\r\nHost: {}\r\nContent-Type: {content_type}\r\nContent-Length: {content_length}\r\n\r\n",
@@ -42,7 +24,18 @@ async fn send_cut_off(
     socket.write_all(head.as_bytes()).await.unwrap();
     socket.write_all(bytes).await.unwrap();
     socket.flush().await.unwrap();
-    // Give the server time to start writing the chunk, then vanish.
+    socket
+}
+
+/// Sends part of a body, gives the server time to start writing it, then vanishes.
+async fn send_cut_off(
+    server: &TestServer,
+    path_and_query: &str,
+    content_type: &str,
+    content_length: usize,
+    bytes: &[u8],
+) {
+    let socket = send_partial(server, path_and_query, content_type, content_length, bytes).await;
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     drop(socket);
 }
@@ -168,7 +161,14 @@ async fn a_stalled_body_is_given_up_and_its_chunk_freed_for_the_retry() {
     let mut upload = FileUpload::new(&server.url, random_bytes(2 * CHUNK as usize, 5), CHUNK);
     upload.body = Body::Octet;
     let chunk = upload.data[upload.range(1)].to_vec();
-    let _silent = send_stalled(&server, &query(&upload, 1), chunk.len(), &chunk[..1000]).await;
+    let _silent = send_partial(
+        &server,
+        &query(&upload, 1),
+        "application/octet-stream",
+        chunk.len(),
+        &chunk[..1000],
+    )
+    .await;
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     // The retry waits for the silent writer to be cut off, then stores the chunk.
     let started = std::time::Instant::now();

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of sea-orm-resumable on a Debian machine with a Rust toolchain.
-# Installs what the tests need first, so it works on a fresh machine and in CI.
+# Whatever the tests need beyond Rust is installed here first, so that the same command
+# works on a fresh machine and in CI. So far that is nothing: later issues add their
+# apt-get (postgresql, chromium) and npm ci steps here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
