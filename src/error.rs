@@ -39,6 +39,12 @@ pub enum UploadError {
 
 impl UploadError {
     /// The status code this error answers with.
+    ///
+    /// ```
+    /// use sea_orm_resumable::UploadError;
+    /// let busy = UploadError::Retry("chunk 3 is being received by another request".into());
+    /// assert_eq!(busy.status(), 503);
+    /// ```
     pub fn status(&self) -> StatusCode {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,

@@ -15,6 +15,12 @@
 use std::fmt;
 
 /// How the client cut the file: see the [module docs](self).
+///
+/// ```
+/// use sea_orm_resumable::layout::{Layout, Mode};
+/// // 25 bytes in chunks of 10: chunk 2 of 15 bytes proves the standard mode.
+/// assert_eq!(Layout::new(25, 10).unwrap().place(2, 15).unwrap().implies, Some(Mode::Standard));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
     /// resumable.js / flow.js default: the last chunk takes the remainder (`C..2C` bytes).
@@ -43,6 +49,12 @@ pub struct Layout {
 }
 
 /// Where one chunk goes, as checked by [`Layout::place`].
+///
+/// ```
+/// use sea_orm_resumable::layout::Layout;
+/// let place = Layout::new(100, 10).unwrap().place(3, 10).unwrap();
+/// assert_eq!((place.offset, place.len, place.implies), (20, 10, None));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ChunkPlace {
     /// Byte offset of the chunk in the file: `(n − 1)·C`.
@@ -54,6 +66,12 @@ pub struct ChunkPlace {
 }
 
 /// Why a chunk does not fit the layout; the message is one line for the client.
+///
+/// ```
+/// use sea_orm_resumable::layout::Layout;
+/// let error = Layout::new(100, 10).unwrap().place(3, 9).unwrap_err();
+/// assert_eq!(error.to_string(), "chunk 3 must hold 10 bytes, not 9");
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LayoutError(String);
 

@@ -132,6 +132,12 @@ pub struct ChunkParams {
 }
 
 /// A parameter that is missing or malformed; the message is one line for the client.
+///
+/// ```
+/// use sea_orm_resumable::{ChunkParams, ParameterNames};
+/// let error = ChunkParams::parse(&[ParameterNames::flow()], |_| None).unwrap_err();
+/// assert_eq!(error.to_string(), "missing chunk parameters (expected flowChunkNumber)");
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct ParamError(pub String);

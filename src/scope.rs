@@ -76,6 +76,12 @@ where
 }
 
 /// The default resolver: every request is in [`Scope::anonymous`].
+///
+/// ```
+/// use sea_orm_resumable::{AnonymousScope, Scope, ScopeResolver};
+/// let (parts, _) = axum::http::Request::new(()).into_parts();
+/// assert_eq!(AnonymousScope.resolve(&parts), Some(Scope::anonymous()));
+/// ```
 #[derive(Clone, Copy, Debug, Default)]
 pub struct AnonymousScope;
 

@@ -79,6 +79,12 @@ impl Settings {
 
     /// Largest request body accepted: two chunk sizes plus room for the multipart framing
     /// and form fields.
+    ///
+    /// ```
+    /// use sea_orm_resumable::Settings;
+    /// let settings = Settings { max_chunk_size: 1 << 20, ..Settings::default() };
+    /// assert_eq!(settings.max_body_size(), (2 << 20) + 64 * 1024);
+    /// ```
     pub fn max_body_size(&self) -> usize {
         usize::try_from(
             self.max_chunk_size

@@ -191,7 +191,16 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// A signed upload token, as sent to the browser in every 200 answer about an upload.
+/// A signed upload token, as sent to the browser in every 200 answer about an upload:
+/// `<upload key>.<HMAC-SHA256, base64url>`.
+///
+/// ```
+/// use sea_orm_resumable::{Scope, Secret, UploadKey};
+/// let secret = Secret::generate();
+/// let token = secret.sign(&Scope::anonymous(), &UploadKey::derive(&Scope::anonymous(), "id"));
+/// let (key, signature) = token.as_str().split_once('.').unwrap();
+/// assert_eq!((key.len(), signature.len()), (32, 43));
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(transparent)]
 pub struct UploadToken(String);
@@ -210,6 +219,12 @@ impl fmt::Display for UploadToken {
 }
 
 /// Why a token was refused.
+///
+/// ```
+/// use sea_orm_resumable::{Scope, Secret, TokenError};
+/// let secret = Secret::generate();
+/// assert_eq!(secret.verify(&Scope::anonymous(), "no dot here"), Err(TokenError::Malformed));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {
     /// Not of the form `<key>.<signature>`.

@@ -52,6 +52,23 @@ struct Inner {
 }
 
 /// Builds [`Uploads`]: see [`Uploads::builder`].
+///
+/// ```
+/// use axum::http::request::Parts;
+/// use sea_orm_resumable::{Scope, Secret, Settings, Uploads};
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// # let media = tempfile::tempdir().unwrap();
+/// // Per-user uploads: the scope is the user id a login layer put in the extensions.
+/// #[derive(Clone)]
+/// struct UserId(i64);
+/// let uploads = Uploads::builder(Settings::new(media.path()), Secret::generate())
+///     .scope(|parts: &Parts| parts.extensions.get::<UserId>().map(|u| Scope::new(u.0.to_string())))
+///     .build()
+///     .await
+///     .unwrap();
+/// # let _ = uploads;
+/// # });
+/// ```
 pub struct UploadsBuilder {
     settings: Settings,
     secret: Secret,
@@ -60,6 +77,21 @@ pub struct UploadsBuilder {
 }
 
 /// An upload whose every chunk is in, as passed to [`UploadsBuilder::on_complete`].
+///
+/// ```
+/// use sea_orm_resumable::{CompletedUpload, Secret, Settings, Uploads};
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// # let media = tempfile::tempdir().unwrap();
+/// let uploads = Uploads::builder(Settings::new(media.path()), Secret::generate())
+///     .on_complete(|done: &CompletedUpload| {
+///         tracing::info!(file = %done.meta.file_name, path = ?done.path, "upload complete");
+///     })
+///     .build()
+///     .await
+///     .unwrap();
+/// # let _ = uploads;
+/// # });
+/// ```
 #[derive(Clone, Debug)]
 pub struct CompletedUpload {
     /// The upload's key.
@@ -142,7 +174,7 @@ impl Uploads {
         &self.inner.settings
     }
 
-    /// The scope of a request, by the app's hook.
+    /// The scope of a request, by the app's hook; a request the hook refuses is a 400.
     pub fn scope_of(&self, parts: &Parts) -> Result<Scope, UploadError> {
         self.inner
             .scope
@@ -230,7 +262,38 @@ impl Uploads {
     }
 
     /// Answers a test request: the status if the chunk (or the whole upload) is stored,
-    /// `None` if it must be sent.
+    /// `None` if it must be sent. [`router`](crate::router) calls this and
+    /// [`receive_chunk`](Self::receive_chunk); call them yourself to serve the protocol
+    /// from your own handlers:
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use sea_orm_resumable::{ChunkParams, Scope, Secret, Settings, Uploads};
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// # let media = tempfile::tempdir().unwrap();
+    /// let uploads = Uploads::builder(Settings::new(media.path()), Secret::generate())
+    ///     .build()
+    ///     .await
+    ///     .unwrap();
+    /// let params = ChunkParams {
+    ///     chunk_number: 1,
+    ///     chunk_size: 1024,
+    ///     current_chunk_size: 5,
+    ///     total_size: 5,
+    ///     identifier: "5-hello".into(),
+    ///     filename: "hello.txt".into(),
+    ///     relative_path: None,
+    ///     content_type: None,
+    ///     file_part: "file".into(),
+    /// };
+    /// let scope = Scope::anonymous();
+    /// assert!(uploads.test_chunk(&scope, &params).await.unwrap().is_none());
+    /// let body = futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from("hello"))]);
+    /// let status = uploads.receive_chunk(&scope, &params, body).await.unwrap();
+    /// assert!(status.complete);
+    /// assert!(uploads.test_chunk(&scope, &params).await.unwrap().is_some());
+    /// # });
+    /// ```
     pub async fn test_chunk(
         &self,
         scope: &Scope,

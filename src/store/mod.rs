@@ -8,7 +8,15 @@ use serde::{Deserialize, Serialize};
 /// What is known of an upload apart from its bytes; kept beside them.
 ///
 /// The identifier and file name are the client's words, kept as metadata only: no path is
-/// ever made from them here.
+/// ever made from them here. Stored as JSON beside the upload's bytes.
+///
+/// ```
+/// use sea_orm_resumable::UploadMeta;
+/// let meta: UploadMeta = serde_json::from_str(r#"{"scope": "", "identifier": "5-ab",
+///     "file_name": "../ab", "relative_path": null, "content_type": null,
+///     "total_size": 5, "chunk_size": 1048576, "created_at": 0}"#).unwrap();
+/// assert_eq!(meta.file_name, "../ab");
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UploadMeta {
     /// Owner of the upload.
