@@ -9,7 +9,8 @@ use std::{
     process::{Child, Command, Stdio},
 };
 
-/// `target/<profile>/examples/upload_server`, built by `cargo test` with the other targets.
+/// `target/<profile>/examples/upload_server`, built by `cargo build --examples` (which
+/// `tests/run.sh` runs first; `cargo test` alone builds examples under another name).
 fn example_binary() -> PathBuf {
     let deps = std::env::current_exe().unwrap();
     deps.parent()
@@ -28,7 +29,7 @@ fn start(media: &Path) -> (Child, String) {
         .env_remove("RESUMABLE_SUBDIR")
         .stdout(Stdio::piped())
         .spawn()
-        .expect("the upload_server example is built by `cargo test`");
+        .expect("build the example first: cargo build --examples (tests/run.sh does)");
     let mut line = String::new();
     BufReader::new(child.stdout.as_mut().unwrap())
         .read_line(&mut line)

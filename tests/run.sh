@@ -12,5 +12,8 @@ if [ "$(id -u)" != 0 ]; then
     echo "note: not root, the storage-fault tests will report SKIPPED" >&2
 fi
 
+# tests/example_server.rs runs the example app as a process: build it as a plain binary
+# (`cargo test` builds examples with the test harness, under another name).
+cargo build --workspace -j"${JOBS:-2}" --examples
 cargo test --workspace -j"${JOBS:-2}" --all-targets
 cargo test --workspace -j"${JOBS:-2}" --doc
