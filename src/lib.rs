@@ -33,8 +33,10 @@
 pub struct ReadmeDoctests;
 
 mod error;
+pub mod field;
 mod handler;
 pub mod layout;
+pub mod media;
 mod protocol;
 mod scope;
 mod settings;
@@ -44,10 +46,19 @@ mod upload;
 mod uploads;
 
 pub use error::UploadError;
+pub use field::{FileFieldError, ResumableFileField};
 pub use handler::router;
+pub use media::Media;
 pub use protocol::{ChunkParams, MAX_NAME_BYTES, MAX_PATH_BYTES, ParamError, ParameterNames};
 pub use scope::{AnonymousScope, Scope, ScopeResolver};
 pub use settings::{DEFAULT_CHUNK_SUBDIR, Settings};
 pub use store::UploadMeta;
 pub use token::{MIN_SECRET_BYTES, Secret, TokenError, UploadKey, UploadToken};
 pub use uploads::{CompletedUpload, UploadStatus, Uploads, UploadsBuilder};
+
+/// What the crate's macros need, re-exported so apps do not depend on it themselves.
+#[doc(hidden)]
+pub mod __private {
+    pub use async_trait::async_trait;
+    pub use sea_orm;
+}

@@ -47,6 +47,10 @@ pub struct ParameterNames {
     /// Name of the multipart part that holds the chunk (`fileParameterName`); namespaced
     /// too, as resumable.js does.
     pub file: String,
+    /// Which registered model field the upload is for (our widget sends it; with the
+    /// genuine clients, add it with their `query` option). Optional: without it the
+    /// upload goes to the default chunk directory.
+    pub field: String,
 }
 
 impl Default for ParameterNames {
@@ -79,6 +83,7 @@ impl ParameterNames {
             relative_path: name("RelativePath"),
             content_type: name("Type"),
             file: "file".into(),
+            field: name("Field"),
         }
     }
 
@@ -129,6 +134,9 @@ pub struct ChunkParams {
     pub content_type: Option<String>,
     /// Name of the multipart part holding the chunk, in this request's scheme.
     pub file_part: String,
+    /// The model field the upload is for, when the client named one
+    /// ([`UploadsBuilder::field`](crate::UploadsBuilder::field)).
+    pub field: Option<String>,
 }
 
 /// A parameter that is missing or malformed; the message is one line for the client.
@@ -188,6 +196,12 @@ impl ChunkParams {
             relative_path: optional(&names.relative_path)?,
             content_type: optional(&names.content_type)?,
             file_part: names.key(&names.file),
+            field: match lookup(&names.key(&names.field)) {
+                None | Some("") => None,
+                Some(value) => {
+                    Some(check_text(&names.key(&names.field), value, MAX_NAME_BYTES)?.into())
+                }
+            },
         })
     }
 }

@@ -3,7 +3,7 @@
 use serde::Deserialize;
 use std::{path::PathBuf, time::Duration};
 
-use crate::ParameterNames;
+use crate::{Media, ParameterNames};
 
 /// The default chunk subdirectory under the media root (the original's `RESUMABLE_SUBDIR`).
 pub const DEFAULT_CHUNK_SUBDIR: &str = "resumable_chunks";
@@ -28,6 +28,9 @@ pub const DEFAULT_CHUNK_SUBDIR: &str = "resumable_chunks";
 pub struct Settings {
     /// Root of all stored files (Django's `MEDIA_ROOT`).
     pub media_root: PathBuf,
+    /// URL prefix under which the app serves the media root (Django's `MEDIA_URL`,
+    /// default `/media/`); links to stored files start with it.
+    pub media_url: String,
     /// Chunk directory, relative to the media root (`RESUMABLE_SUBDIR`).
     pub chunk_subdir: PathBuf,
     /// Largest file accepted, in bytes (default 100 GiB).
@@ -62,6 +65,7 @@ impl Settings {
     pub fn new(media_root: impl Into<PathBuf>) -> Self {
         Self {
             media_root: media_root.into(),
+            media_url: "/media/".into(),
             chunk_subdir: DEFAULT_CHUNK_SUBDIR.into(),
             max_file_size: 100 << 30,
             max_chunk_size: 64 << 20,
@@ -75,6 +79,17 @@ impl Settings {
     /// The directory chunks are written to: media root + chunk subdirectory.
     pub fn chunk_dir(&self) -> PathBuf {
         self.media_root.join(&self.chunk_subdir)
+    }
+
+    /// The media root and URL, which stored model files are relative to.
+    ///
+    /// ```
+    /// use sea_orm_resumable::Settings;
+    /// let media = Settings::new("/srv/media").media();
+    /// assert_eq!(media.url("docs/a b.pdf").unwrap(), "/media/docs/a%20b.pdf");
+    /// ```
+    pub fn media(&self) -> Media {
+        Media::new(&self.media_root, &self.media_url)
     }
 
     /// Largest request body accepted: two chunk sizes plus room for the multipart framing

@@ -289,6 +289,12 @@ impl Registry {
         Ok(Some(upload.clone()))
     }
 
+    /// Forgets the upload `key` in this process (its files are removed by the caller).
+    pub fn forget(&self, key: UploadKey) {
+        let mut uploads = self.uploads.lock().unwrap_or_else(|e| e.into_inner());
+        uploads.remove(&key);
+    }
+
     /// The upload `key`, created with `meta` if it does not exist yet.
     pub async fn find_or_create(
         &self,

@@ -6,6 +6,7 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use serde::Serialize;
 use std::{
+    collections::HashMap,
     io,
     path::PathBuf,
     sync::Arc,
@@ -13,8 +14,11 @@ use std::{
 };
 
 use crate::{
-    ChunkParams, Scope, ScopeResolver, Secret, Settings, UploadError, UploadKey, UploadToken,
+    ChunkParams, FileFieldError, Media, Scope, ScopeResolver, Secret, Settings, UploadError,
+    UploadKey, UploadToken,
+    field::{FileFieldOptions, PendingUpload},
     layout::Layout,
+    media::check_relative,
     scope::AnonymousScope,
     store::{Mark, UploadMeta, WriteError, fs::FsStore},
     upload::{Claim, Finish, Registry, Upload},
@@ -43,12 +47,26 @@ pub struct Uploads {
     inner: Arc<Inner>,
 }
 
+impl std::fmt::Debug for Uploads {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Uploads")
+            .field("settings", &self.inner.settings)
+            .field("fields", &self.inner.fields)
+            .finish_non_exhaustive()
+    }
+}
+
 struct Inner {
     settings: Settings,
     secret: Secret,
     scope: Box<dyn ScopeResolver>,
     on_complete: Vec<CompletionHook>,
+    /// Uploads in the default chunk directory.
     registry: Registry,
+    /// Uploads in a field's own chunk directory (`CHUNKS_UPLOAD_TO`), by that directory.
+    field_registries: HashMap<&'static str, Registry>,
+    /// Registered field names, with their chunk directory (`None`: the default one).
+    fields: HashMap<String, Option<&'static str>>,
 }
 
 /// Builds [`Uploads`]: see [`Uploads::builder`].
@@ -74,6 +92,7 @@ pub struct UploadsBuilder {
     secret: Secret,
     scope: Box<dyn ScopeResolver>,
     on_complete: Vec<CompletionHook>,
+    fields: HashMap<String, Option<&'static str>>,
 }
 
 /// An upload whose every chunk is in, as passed to [`UploadsBuilder::on_complete`].
@@ -143,9 +162,43 @@ impl UploadsBuilder {
         self
     }
 
-    /// Opens the chunk directory (creating it) and returns the service.
+    /// Registers a model file field under `name`, the value clients send in the
+    /// `resumableField` parameter (`flowField` for flow.js) for uploads meant for it.
+    /// Uploads for a field whose options set `CHUNKS_UPLOAD_TO` are stored in that
+    /// directory (under the media root) instead of the default chunk directory; a request
+    /// naming an unregistered field is refused.
+    ///
+    /// ```
+    /// use sea_orm_resumable::{Secret, Settings, Uploads};
+    /// sea_orm_resumable::file_field! { pub struct Avatar { chunks_upload_to: "avatar_chunks" } }
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// # let media = tempfile::tempdir().unwrap();
+    /// let uploads = Uploads::builder(Settings::new(media.path()), Secret::generate())
+    ///     .field::<Avatar>("avatar")
+    ///     .build()
+    ///     .await
+    ///     .unwrap();
+    /// assert!(media.path().join("avatar_chunks").is_dir());
+    /// assert!(uploads.media().is_private("avatar_chunks/x.data"));
+    /// # });
+    /// ```
+    pub fn field<C: FileFieldOptions>(mut self, name: impl Into<String>) -> Self {
+        self.fields.insert(name.into(), C::CHUNKS_UPLOAD_TO);
+        self
+    }
+
+    /// Opens the chunk directories (creating them) and returns the service.
     pub async fn build(self) -> io::Result<Uploads> {
-        let store = FsStore::open(self.settings.chunk_dir(), self.settings.sync_data).await?;
+        let sync = self.settings.sync_data;
+        let store = FsStore::open(self.settings.chunk_dir(), sync).await?;
+        let mut field_registries = HashMap::new();
+        for dir in self.fields.values().flatten() {
+            check_relative(dir).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+            if !field_registries.contains_key(dir) {
+                let store = FsStore::open(self.settings.media_root.join(dir), sync).await?;
+                field_registries.insert(*dir, Registry::new(store));
+            }
+        }
         Ok(Uploads {
             inner: Arc::new(Inner {
                 settings: self.settings,
@@ -153,6 +206,8 @@ impl UploadsBuilder {
                 scope: self.scope,
                 on_complete: self.on_complete,
                 registry: Registry::new(store),
+                field_registries,
+                fields: self.fields,
             }),
         })
     }
@@ -166,6 +221,7 @@ impl Uploads {
             secret,
             scope: Box::new(AnonymousScope),
             on_complete: Vec::new(),
+            fields: HashMap::new(),
         }
     }
 
@@ -182,8 +238,36 @@ impl Uploads {
             .ok_or_else(|| UploadError::BadRequest("this request has no upload scope".into()))
     }
 
-    fn store(&self) -> &FsStore {
-        &self.inner.registry.store
+    /// The media root and URL, with every chunk directory marked private.
+    pub fn media(&self) -> Media {
+        self.inner
+            .field_registries
+            .keys()
+            .fold(self.inner.settings.media(), |media, dir| {
+                media.with_private(dir)
+            })
+            .with_private(&self.inner.settings.chunk_subdir)
+    }
+
+    /// The uploads of a chunk directory: a field's own (`CHUNKS_UPLOAD_TO`) or the default.
+    fn registry(&self, chunks_upload_to: Option<&str>) -> Option<&Registry> {
+        match chunks_upload_to {
+            None => Some(&self.inner.registry),
+            Some(dir) => self.inner.field_registries.get(dir),
+        }
+    }
+
+    /// The uploads a request is about, by the field it names.
+    fn registry_for(&self, params: &ChunkParams) -> Result<&Registry, UploadError> {
+        let dir =
+            match &params.field {
+                None => None,
+                Some(name) => *self.inner.fields.get(name).ok_or_else(|| {
+                    UploadError::BadRequest(format!("unknown upload field {name:?}"))
+                })?,
+            };
+        self.registry(dir)
+            .ok_or_else(|| UploadError::BadRequest("unknown upload field".into()))
     }
 
     /// Checks the sizes against the limits and the layout rules.
@@ -242,8 +326,13 @@ impl Uploads {
     }
 
     /// Completes the upload if every chunk is in, and tells the hooks if this call did it.
-    async fn finish(&self, scope: &Scope, upload: &Upload) -> Result<(), UploadError> {
-        if upload.finish_if_all_in(self.store()).await? == Finish::JustCompleted {
+    async fn finish(
+        &self,
+        registry: &Registry,
+        scope: &Scope,
+        upload: &Upload,
+    ) -> Result<(), UploadError> {
+        if upload.finish_if_all_in(&registry.store).await? == Finish::JustCompleted {
             tracing::info!(key = %upload.key, size = upload.meta.total_size, "upload complete");
             if !self.inner.on_complete.is_empty() {
                 let done = CompletedUpload {
@@ -251,7 +340,7 @@ impl Uploads {
                     scope: scope.clone(),
                     token: self.inner.secret.sign(scope, &upload.key),
                     meta: upload.meta.clone(),
-                    path: self.store().data_path(&upload.key),
+                    path: registry.store.data_path(&upload.key),
                 };
                 for hook in &self.inner.on_complete {
                     hook(&done);
@@ -285,6 +374,7 @@ impl Uploads {
     ///     relative_path: None,
     ///     content_type: None,
     ///     file_part: "file".into(),
+    ///     field: None,
     /// };
     /// let scope = Scope::anonymous();
     /// assert!(uploads.test_chunk(&scope, &params).await.unwrap().is_none());
@@ -303,13 +393,14 @@ impl Uploads {
         let place = layout
             .place(params.chunk_number, params.current_chunk_size)
             .map_err(|e| UploadError::BadRequest(e.to_string()))?;
+        let registry = self.registry_for(params)?;
         let key = UploadKey::derive(scope, &params.identifier);
-        let Some(upload) = self.inner.registry.find(key).await? else {
+        let Some(upload) = registry.find(key).await? else {
             return Ok(None);
         };
         Self::check_same_upload(&upload, params)?;
         // Finishes an upload whose completion was cut short (a crash, a full disk).
-        self.finish(scope, &upload).await?;
+        self.finish(registry, scope, &upload).await?;
         if upload.has_chunk(params.chunk_number, place.implies)? {
             Ok(Some(self.status(scope, &upload)))
         } else {
@@ -333,6 +424,7 @@ impl Uploads {
         let place = layout
             .place(params.chunk_number, params.current_chunk_size)
             .map_err(|e| UploadError::BadRequest(e.to_string()))?;
+        let registry = self.registry_for(params)?;
         let key = UploadKey::derive(scope, &params.identifier);
         let meta = UploadMeta {
             scope: scope.as_str().to_owned(),
@@ -346,7 +438,7 @@ impl Uploads {
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
         };
-        let upload = self.inner.registry.find_or_create(key, &meta).await?;
+        let upload = registry.find_or_create(key, &meta).await?;
         Self::check_same_upload(&upload, params)?;
         let idle = self.inner.settings.body_idle_timeout;
         match upload
@@ -355,7 +447,8 @@ impl Uploads {
         {
             Claim::Stored => drain(body, place.len, idle).await,
             Claim::Write(claim) => {
-                self.store()
+                registry
+                    .store
                     .write_chunk(&key, place.offset, place.len, body, idle)
                     .await
                     .map_err(|e| match e {
@@ -364,14 +457,66 @@ impl Uploads {
                         other => UploadError::BadRequest(other.to_string()),
                     })?;
                 let mark = Mark::for_mode(place.implies);
-                self.store()
+                registry
+                    .store
                     .mark(&key, params.chunk_number, mark as u8)
                     .await?;
                 claim.record(mark);
             }
         }
-        self.finish(scope, &upload).await?;
+        self.finish(registry, scope, &upload).await?;
         Ok(self.status(scope, &upload))
+    }
+
+    /// The completed upload `token` names, checked for the user of `scope`, in the chunk
+    /// directory `chunks_upload_to` (a field's own, or `None` for the default). What
+    /// [`ResumableFileField::from_token`](crate::ResumableFileField::from_token) uses.
+    pub async fn pending_upload(
+        &self,
+        scope: &Scope,
+        token: &str,
+        chunks_upload_to: Option<&'static str>,
+    ) -> Result<PendingUpload, FileFieldError> {
+        let key = self.inner.secret.verify(scope, token)?;
+        let registry = self
+            .registry(chunks_upload_to)
+            .ok_or(FileFieldError::NotRegistered(
+                chunks_upload_to.unwrap_or_default(),
+            ))?;
+        let io = |e: UploadError| FileFieldError::Io(io::Error::other(e.to_string()));
+        let upload = registry
+            .find(key)
+            .await
+            .map_err(io)?
+            .ok_or(FileFieldError::UnknownUpload)?;
+        self.finish(registry, scope, &upload).await.map_err(io)?;
+        let progress = upload.progress();
+        if !progress.complete {
+            return Err(FileFieldError::Incomplete {
+                received: progress.received,
+                total: progress.total_chunks,
+            });
+        }
+        Ok(PendingUpload {
+            uploads: self.clone(),
+            chunks_upload_to,
+            key,
+            meta: upload.meta.clone(),
+            data_path: registry.store.data_path(&key),
+        })
+    }
+
+    /// Removes a saved upload's files from its chunk directory and forgets it.
+    pub(crate) async fn release(
+        &self,
+        chunks_upload_to: Option<&str>,
+        key: UploadKey,
+    ) -> io::Result<()> {
+        let Some(registry) = self.registry(chunks_upload_to) else {
+            return Ok(());
+        };
+        registry.forget(key);
+        registry.store.remove(&key).await
     }
 }
 

@@ -185,6 +185,22 @@ impl FsStore {
         .await
     }
 
+    /// Removes an upload's files: the metadata first (without it the upload does not
+    /// exist), then the rest. Files already gone are fine.
+    pub(crate) async fn remove(&self, key: &UploadKey) -> io::Result<()> {
+        let paths = ["meta", "marks", "part", "data"].map(|extension| self.path(key, extension));
+        blocking(move || {
+            for path in paths {
+                match std::fs::remove_file(path) {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                    _ => {}
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
     /// Marks the upload complete: renames `<key>.part` to `<key>.data`. Idempotent: an
     /// upload already renamed (by an earlier call whose directory flush failed) is fine.
     pub(crate) async fn finish(&self, key: &UploadKey) -> io::Result<()> {

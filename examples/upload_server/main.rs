@@ -1,14 +1,19 @@
-//! The example upload app: the resumable upload endpoint on a local media directory.
+//! The example upload app: the resumable upload endpoint on a local media directory, and
+//! documents (title + file) stored in a database with a `ResumableFileField`.
 //!
 //! ```text
 //! cargo run --release --example upload_server -- --bind 127.0.0.1:8000 --media-root ./media
 //! ```
 //!
-//! Point resumable.js or flow.js at `http://127.0.0.1:8000/resumable_upload/`.
+//! Point resumable.js or flow.js at `http://127.0.0.1:8000/resumable_upload/`, then post
+//! the token it answers with to `/documents` (form fields `title` and `file`).
 
-use axum::{Router, routing::get};
+mod document;
+mod web;
+
 use clap::Parser;
-use sea_orm_resumable::{Secret, Settings, Uploads, router};
+use migration::{Migrator, MigratorTrait};
+use sea_orm_resumable::{Secret, Settings, Uploads};
 use std::{net::SocketAddr, path::PathBuf};
 use tracing_subscriber::EnvFilter;
 
@@ -36,6 +41,10 @@ struct Args {
     /// Largest file accepted, in bytes.
     #[arg(long, default_value_t = 100 << 30)]
     max_file_size: u64,
+    /// Database URL (`sqlite://…?mode=rwc` or `postgres://…`); default: an SQLite file
+    /// `upload_server.sqlite` beside the media root. Migrations run at start.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
 }
 
 #[tokio::main]
@@ -44,13 +53,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
     let args = Args::parse();
-    let data_dir = args.data_dir.clone().unwrap_or_else(|| {
-        let parent = args
-            .media_root
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty());
-        parent.unwrap_or(std::path::Path::new(".")).join("data")
-    });
+    let beside_media = args
+        .media_root
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."))
+        .to_owned();
+    let data_dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| beside_media.join("data"));
     let secret = match &args.secret {
         Some(text) => Secret::new(text.clone().into_bytes())?,
         None => Secret::load_or_generate(data_dir.join("secret")).await?,
@@ -61,12 +73,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ..Settings::new(&args.media_root)
     };
     let uploads = Uploads::builder(settings, secret).build().await?;
-    let app = Router::new()
-        .route(
-            "/",
-            get(|| async { "Resumable upload endpoint: /resumable_upload/\n" }),
-        )
-        .nest_service("/resumable_upload", router(uploads));
+
+    let database_url = match &args.database_url {
+        Some(url) => url.clone(),
+        None => {
+            std::fs::create_dir_all(&beside_media)?;
+            let file = beside_media.join("upload_server.sqlite");
+            format!("sqlite://{}?mode=rwc", file.display())
+        }
+    };
+    let db = sea_orm::Database::connect(&database_url).await?;
+    Migrator::up(&db, None).await?;
+
+    let app = web::routes(web::App { db, uploads });
 
     let listener = tokio::net::TcpListener::bind(args.bind).await?;
     println!(

@@ -1,0 +1,22 @@
+//! Migrations of the example upload app: the `document` table of
+//! `examples/upload_server`, run by the app at start (`Migrator::up(&db, None)`).
+//!
+//! The file column comes from [`sea_orm_resumable::field::file_column`], so the table
+//! matches what the entity's `ResumableFileField` declares (a test compares the two DDLs
+//! on SQLite and PostgreSQL).
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261125_000001_create_document;
+
+/// Every migration of the example app, in order.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261125_000001_create_document::Migration)]
+    }
+}
+
+pub use m20261125_000001_create_document::Document;
