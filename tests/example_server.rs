@@ -1,6 +1,8 @@
 //! The example app as people run it: a child process with its command-line flags.
 
 mod common;
+#[path = "common/db.rs"]
+mod db;
 
 use common::*;
 use std::{
@@ -22,9 +24,16 @@ fn example_binary() -> PathBuf {
 
 /// Starts the example; returns the child and the endpoint URL it printed.
 fn start(media: &Path) -> (Child, String) {
+    start_with(media, &[])
+}
+
+/// Starts the example with extra flags.
+fn start_with(media: &Path, extra: &[&str]) -> (Child, String) {
     let mut child = Command::new(example_binary())
         .args(["--bind", "127.0.0.1:0", "--media-root"])
         .arg(media)
+        .args(extra)
+        .env_remove("DATABASE_URL")
         .env_remove("RESUMABLE_SECRET")
         .env_remove("RESUMABLE_SUBDIR")
         .stdout(Stdio::piped())
@@ -75,4 +84,129 @@ async fn the_example_serves_uploads_stops_on_ctrl_c_and_keeps_its_secret() {
     upload.send_all(vec![2, 3], 2).await;
     upload.assert_stored(&media);
     interrupt(server);
+}
+
+/// The example's pages, driven like a browser that does not follow redirects.
+struct Site {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Site {
+    fn new(endpoint: &str) -> Self {
+        Self {
+            base: endpoint.trim_end_matches("/resumable_upload/").to_owned(),
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+        }
+    }
+
+    async fn post_document(&self, title: &str, token: &str) -> reqwest::Response {
+        self.http
+            .post(format!("{}/documents", self.base))
+            .form(&[("title", title), ("file", token)])
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn get(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+/// The text of the element with `id` in a page we wrote (`id="x">text<` or `href`).
+fn element(page: &str, id: &str) -> String {
+    let start = page
+        .find(&format!("id=\"{id}\""))
+        .unwrap_or_else(|| panic!("no #{id} in {page}"));
+    let rest = &page[start..];
+    if let Some(href) = rest.strip_prefix(&format!("id=\"{id}\" href=\"")) {
+        return href[..href.find('"').unwrap()].to_owned();
+    }
+    let text = &rest[rest.find('>').unwrap() + 1..];
+    text[..text.find('<').unwrap()].to_owned()
+}
+
+/// Upload → form → row → page → file, with the sha256 of what `/media/` serves.
+async fn upload_form_row_file_round_trip(extra: &[&str]) {
+    let root = tempfile::tempdir().unwrap();
+    let media = root.path().join("media");
+    let (server, url) = start_with(&media, extra);
+    let site = Site::new(&url);
+
+    let data = random_bytes(1_000_000, 42);
+    let upload = FileUpload::new(&url, data.clone(), 256 * 1024);
+    upload.send_all(vec![3, 1, 2], 3).await;
+    let token = upload.send_ok(1).await["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let created = site.post_document("Quarterly <report>", &token).await;
+    assert_eq!(created.status(), 303);
+    let location = created.headers()["location"].to_str().unwrap().to_owned();
+    assert!(location.starts_with("/documents/"), "{location}");
+
+    let page = site.get(&location).await.text().await.unwrap();
+    assert_eq!(element(&page, "title"), "Quarterly &lt;report&gt;");
+    let path = element(&page, "path");
+    assert!(
+        path.starts_with("documents/") && path.ends_with("test_file.bin"),
+        "{path}"
+    );
+    let href = element(&page, "file");
+    assert_eq!(href, format!("/media/{path}"));
+    let served = site.get(&href).await;
+    assert_eq!(served.status(), 200);
+    assert_eq!(sha256(&served.bytes().await.unwrap()), sha256(&data));
+    assert_eq!(sha256_file(&media.join(&path)), sha256(&data));
+
+    // The same token again, a forged one, none: 422 with the reason on the page.
+    for (token, reason) in [
+        (token.as_str(), "this upload no longer exists"),
+        ("0123.abc", "the upload token is not valid"),
+        ("", "Please upload a file first."),
+    ] {
+        let refused = site.post_document("Again", token).await;
+        assert_eq!(refused.status(), 422, "{token:?}");
+        let page = refused.text().await.unwrap();
+        assert!(page.contains(reason), "{reason:?} not in {page}");
+    }
+    // Chunk directories are not media.
+    let chunk_dir = site.get("/media/resumable_chunks/").await;
+    assert_eq!(chunk_dir.status(), 404);
+    let escape = site.get("/media/..%2F..%2Fetc%2Fpasswd").await;
+    assert_eq!(escape.status(), 404);
+    interrupt(server);
+}
+
+#[tokio::test]
+async fn upload_form_row_file_round_trip_on_sqlite_by_default() {
+    upload_form_row_file_round_trip(&[]).await;
+}
+
+#[tokio::test]
+async fn upload_form_row_file_round_trip_on_postgres() {
+    let Some(url) = db::postgres_url() else {
+        eprintln!("SKIPPED: DATABASE_URL is not set to a PostgreSQL server");
+        return;
+    };
+    let database = format!("example_{}", uuid::Uuid::new_v4().simple());
+    let admin = sea_orm::Database::connect(&url).await.unwrap();
+    sea_orm::ConnectionTrait::execute_unprepared(&admin, &format!("CREATE DATABASE {database}"))
+        .await
+        .unwrap();
+    let (server_url, _) = url.rsplit_once('/').unwrap();
+    let database_url = format!("{server_url}/{database}");
+    upload_form_row_file_round_trip(&["--database-url", &database_url]).await;
+    sea_orm::ConnectionTrait::execute_unprepared(&admin, &format!("DROP DATABASE {database}"))
+        .await
+        .unwrap();
 }

@@ -1,13 +1,21 @@
 #!/usr/bin/env bash
 # Runs every test of sea-orm-resumable on a Debian machine with a Rust toolchain.
 # Whatever the tests need beyond Rust is installed here first, so that the same command
-# works on a fresh machine and in CI. So far that is nothing: later issues add their
-# apt-get (postgresql, chromium) and npm ci steps here.
+# works on a fresh machine and in CI: a PostgreSQL server (apt-get, started, a database
+# created; DATABASE_URL exported). Needs root for apt-get and the server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# PostgreSQL for the database tests (they also run on SQLite, which needs nothing).
+# An existing DATABASE_URL is used as it is.
+if [ -z "${DATABASE_URL:-}" ]; then
+    DATABASE_URL=$(bash tests/setup/postgres.sh)
+fi
+export DATABASE_URL
+echo "PostgreSQL tests use $DATABASE_URL" >&2
+
 # The storage-fault tests mount small tmpfs filesystems: they need root and `mount`
-# (util-linux, present on Debian). Nothing else is needed yet.
+# (util-linux, present on Debian).
 if [ "$(id -u)" != 0 ]; then
     echo "note: not root, the storage-fault tests will report SKIPPED" >&2
 fi

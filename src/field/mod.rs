@@ -77,8 +77,9 @@ pub trait FileFieldOptions: Send + Sync + 'static {
     const DELETE_REPLACED: bool = false;
 }
 
-/// Where a field's file goes, as a function of the model being saved and the original
-/// file name (Django's callable `upload_to`). Returns a path relative to the media root,
+/// Where a field's file goes, as a function of the model being saved and the file name
+/// (Django's callable `upload_to`). The name given is the client's, already made safe by
+/// [`sanitize_file_name`] (Django too passes the upload's base name). Returns a path relative to the media root,
 /// file name included; its directories must be plain (no `..`), its file name is made safe
 /// ([`sanitize_file_name`]) and unique at save.
 ///

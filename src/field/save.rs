@@ -31,6 +31,7 @@ use std::{
 use super::{
     FileFieldOptions, ResumableFileField, UploadTo,
     name::{alternative_path, stored_path},
+    sanitize_file_name,
     value::db_error,
 };
 use crate::{UploadKey, UploadMeta, Uploads, media::check_relative};
@@ -170,7 +171,8 @@ where
     } else {
         None
     };
-    let wanted = <V::Options as UploadTo<AM>>::upload_to(model, &upload.meta.file_name);
+    let file_name = sanitize_file_name(&upload.meta.file_name);
+    let wanted = <V::Options as UploadTo<AM>>::upload_to(model, &file_name);
     let relative = stored_path(&wanted, V::Options::MAX_LENGTH).map_err(db_error)?;
     let relative = tokio::task::spawn_blocking(move || prepare_move(upload, relative, replaced))
         .await

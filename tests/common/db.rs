@@ -1,0 +1,79 @@
+//! Real databases for tests: an SQLite file per test, and a fresh schema per test in the
+//! PostgreSQL server named by `DATABASE_URL` (tests/run.sh starts one and sets it).
+#![allow(dead_code, unused_macros)]
+
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection};
+use std::path::Path;
+
+/// Which database a test runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The PostgreSQL URL, or `None` (the Postgres tests then say SKIPPED).
+pub fn postgres_url() -> Option<String> {
+    std::env::var("DATABASE_URL")
+        .ok()
+        .filter(|url| url.starts_with("postgres"))
+}
+
+/// A connection to an empty database of `backend`, or `None` when Postgres is not
+/// configured. SQLite: a file in `dir`. Postgres: a new schema, first in the search path.
+pub async fn connect(backend: Backend, dir: &Path) -> Option<DatabaseConnection> {
+    match backend {
+        Backend::Sqlite => {
+            let url = format!("sqlite://{}?mode=rwc", dir.join("test.sqlite").display());
+            Some(Database::connect(url).await.expect("open SQLite file"))
+        }
+        Backend::Postgres => {
+            let Some(url) = postgres_url() else {
+                eprintln!("SKIPPED: DATABASE_URL is not set to a PostgreSQL server");
+                return None;
+            };
+            let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
+            let admin = Database::connect(&url)
+                .await
+                .expect("connect to PostgreSQL");
+            admin
+                .execute_unprepared(&format!("CREATE SCHEMA {schema}"))
+                .await
+                .unwrap();
+            admin.close().await.unwrap();
+            let mut options = ConnectOptions::new(url);
+            options
+                .set_schema_search_path(schema)
+                .max_connections(4)
+                .sqlx_logging(false);
+            Some(
+                Database::connect(options)
+                    .await
+                    .expect("connect to the schema"),
+            )
+        }
+    }
+}
+
+/// Runs each named `async fn name(backend: Backend)` as two tests, `sqlite::name` and
+/// `postgres::name`.
+macro_rules! on_both_databases {
+    ($($name:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name($crate::db::Backend::Sqlite).await
+                }
+            )+
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name($crate::db::Backend::Postgres).await
+                }
+            )+
+        }
+    };
+}

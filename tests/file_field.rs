@@ -1,0 +1,712 @@
+//! `ResumableFileField` on real databases: every behaviour runs on an SQLite file and on
+//! PostgreSQL (`sqlite::…` and `postgres::…` tests).
+
+mod common;
+#[macro_use]
+#[path = "common/db.rs"]
+mod db;
+#[path = "common/entities.rs"]
+mod entities;
+
+use bytes::Bytes;
+use common::{random_bytes, secret, settings, sha256, sha256_file};
+use db::Backend;
+use entities::{
+    attachment::{self, CoverFile, OwnerFile},
+    document::{self, DocumentFile},
+};
+use migration::{Migrator, MigratorTrait};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ConnectionTrait, DatabaseConnection, EntityTrait,
+    PaginatorTrait, Schema,
+};
+use sea_orm_resumable::{
+    ChunkParams, FileFieldError, ResumableFileField, Scope, UploadToken, Uploads,
+    field::FileFieldOptions,
+};
+use std::path::PathBuf;
+use tempfile::TempDir;
+
+/// Media root, upload service and database of one test.
+struct Fixture {
+    dir: TempDir,
+    uploads: Uploads,
+    db: DatabaseConnection,
+    scope: Scope,
+}
+
+impl Fixture {
+    /// `None` when the backend is not configured (Postgres without `DATABASE_URL`).
+    async fn new(backend: Backend) -> Option<Self> {
+        let dir = tempfile::tempdir().unwrap();
+        let db = db::connect(backend, dir.path()).await?;
+        Migrator::up(&db, None).await.unwrap();
+        let schema = Schema::new(db.get_database_backend());
+        db.execute(&schema.create_table_from_entity(attachment::Entity))
+            .await
+            .unwrap();
+        let uploads = Uploads::builder(settings(&dir.path().join("media")), secret())
+            .field::<CoverFile>("cover")
+            .build()
+            .await
+            .unwrap();
+        Some(Self {
+            dir,
+            uploads,
+            db,
+            scope: Scope::new("alice"),
+        })
+    }
+
+    fn media(&self) -> PathBuf {
+        self.dir.path().join("media")
+    }
+
+    /// Uploads `bytes` as `name` in 64 KiB chunks (for `field`, if given); the token.
+    async fn upload(&self, field: Option<&str>, name: &str, bytes: &[u8]) -> UploadToken {
+        upload_as(&self.uploads, &self.scope, field, name, bytes).await
+    }
+
+    async fn document(&self, token: &UploadToken) -> ResumableFileField<DocumentFile> {
+        ResumableFileField::from_token(&self.uploads, &self.scope, token.as_str())
+            .await
+            .unwrap()
+    }
+
+    async fn insert_document(&self, title: &str, token: &UploadToken) -> document::Model {
+        document::ActiveModel {
+            title: Set(title.into()),
+            file: Set(self.document(token).await),
+            created_at: Set(chrono::Utc::now()),
+            ..Default::default()
+        }
+        .insert(&self.db)
+        .await
+        .unwrap()
+    }
+
+    /// Every regular file under the media root, relative, outside the chunk directories.
+    fn stored_files(&self) -> Vec<String> {
+        common::files_under(&self.media())
+            .into_iter()
+            .map(|p| p.to_string_lossy().into_owned())
+            .filter(|p| !p.starts_with("resumable_chunks/") && !p.starts_with("cover_chunks/"))
+            .collect()
+    }
+
+    /// Files in a chunk directory.
+    fn chunk_files(&self, subdir: &str) -> Vec<PathBuf> {
+        let dir = self.media().join(subdir);
+        if dir.exists() {
+            common::files_under(&dir)
+        } else {
+            Vec::new()
+        }
+    }
+}
+
+const CHUNK: u64 = 64 * 1024;
+
+async fn upload_as(
+    uploads: &Uploads,
+    scope: &Scope,
+    field: Option<&str>,
+    name: &str,
+    bytes: &[u8],
+) -> UploadToken {
+    let total = bytes.len() as u64;
+    let chunks = (total / CHUNK).max(1);
+    let identifier = format!("{total}-{name}-{}", uuid::Uuid::new_v4().simple());
+    let mut token = None;
+    for n in 1..=chunks {
+        let start = (n - 1) * CHUNK;
+        let end = if n == chunks { total } else { n * CHUNK };
+        let params = ChunkParams {
+            chunk_number: n,
+            chunk_size: CHUNK,
+            current_chunk_size: end - start,
+            total_size: total,
+            identifier: identifier.clone(),
+            filename: name.into(),
+            relative_path: None,
+            content_type: None,
+            file_part: "file".into(),
+            field: field.map(str::to_owned),
+        };
+        let body = Bytes::copy_from_slice(&bytes[start as usize..end as usize]);
+        let stream = futures_util::stream::iter([Ok::<_, std::io::Error>(body)]);
+        let status = uploads.receive_chunk(scope, &params, stream).await.unwrap();
+        token = Some(status.token);
+    }
+    token.unwrap()
+}
+
+/// `documents/<year>/<month>/` today (UTC), as `upload_to: "documents/%Y/%m"` gives.
+fn this_month() -> String {
+    chrono::Utc::now().format("documents/%Y/%m/").to_string()
+}
+
+async fn insert_moves_the_upload_into_place_and_clears_its_chunks(backend: Backend) {
+    let Some(f) = Fixture::new(backend).await else {
+        return;
+    };
+    let bytes = random_bytes(300_000, 1);
+    let token = f.upload(None, "Annual Report.pdf", &bytes).await;
+    assert_eq!(
+        f.chunk_files("resumable_chunks").len(),
+        3,
+        "meta, marks, data"
+    );
+
+    let saved = f.insert_document("Report", &token).await;
+    let path = saved.file.path().unwrap().to_owned();
+    assert_eq!(path, format!("{}Annual_Report.pdf", this_month()));
+    assert_eq!(sha256_file(&f.media().join(&path)), sha256(&bytes));
+    assert_eq!(f.stored_files(), vec![path.clone()]);
+    assert!(
+        f.chunk_files("resumable_chunks").is_empty(),
+        "upload state removed once the row is stored: {:?}",
+        f.chunk_files("resumable_chunks")
+    );
+    let again =
+        ResumableFileField::<DocumentFile>::from_token(&f.uploads, &f.scope, token.as_str()).await;
+    assert!(
+        matches!(again, Err(FileFieldError::UnknownUpload)),
+        "a saved upload cannot be claimed twice"
+    );
+
+    let loaded = document::Entity::find_by_id(saved.id)
+        .one(&f.db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(loaded.file.path(), Some(path.as_str()));
+    let media = f.uploads.media();
+    assert_eq!(loaded.file.url(&media).unwrap(), format!("/media/{path}"));
+    assert_eq!(loaded.file.size(&media).await.unwrap(), bytes.len() as u64);
+    let mut read = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut loaded.file.open(&media).await.unwrap(), &mut read)
+        .await
+        .unwrap();
+    assert_eq!(sha256(&read), sha256(&bytes));
+    loaded.file.delete(&media).await.unwrap();
+    assert!(f.stored_files().is_empty());
+}
+
+async fn update_with_a_new_upload_keeps_the_old_file(backend: Backend) {
+    let Some(f) = Fixture::new(backend).await else {
+        return;
+    };
+    let first = random_bytes(100_000, 2);
+    let second = random_bytes(200_000, 3);
+    let saved = f
+        .insert_document("Doc", &f.upload(None, "v1.txt", &first).await)
+        .await;
+    let old_path = saved.file.path().unwrap().to_owned();
+
+    let token = f.upload(None, "v2.txt", &second).await;
+    let mut update: document::ActiveModel = saved.into();
+    update.file = Set(f.document(&token).await);
+    let updated = update.update(&f.db).await.unwrap();
+    let new_path = updated.file.path().unwrap().to_owned();
+    assert_ne!(new_path, old_path);
+    assert_eq!(sha256_file(&f.media().join(&new_path)), sha256(&second));
+    assert_eq!(
+        sha256_file(&f.media().join(&old_path)),
+        sha256(&first),
+        "the replaced file stays (Django's default)"
+    );
+}
+
+async fn update_deletes_the_replaced_file_when_the_field_says_so(backend: Backend) {
+    let Some(f) = Fixture::new(backend).await else {
+        return;
+    };
+    const { assert!(CoverFile::DELETE_REPLACED) };
+    let file = f.upload(None, "main.bin", &random_bytes(70_000, 4)).await;
+    let cover1 = f
+        .upload(Some("cover"), "cover.png", &random_bytes(70_000, 5))
+        .await;
+    let saved = attachment::ActiveModel {
+        owner: Set(1),
+        file: Set(
+            ResumableFileField::from_token(&f.uploads, &f.scope, file.as_str())
+                .await
+                .unwrap(),
+        ),
+        cover: Set(Some(
+            ResumableFileField::from_token(&f.uploads, &f.scope, cover1.as_str())
+                .await
+                .unwrap(),
+        )),
+        ..Default::default()
+    }
+    .insert(&f.db)
+    .await
+    .unwrap();
+    let old_cover = saved.cover.clone().unwrap().path().unwrap().to_owned();
+    assert_eq!(old_cover, "covers/cover.png");
+
+    let cover2 = random_bytes(80_000, 6);
+    let token = f.upload(Some("cover"), "cover.png", &cover2).await;
+    let mut update: attachment::ActiveModel = saved.into();
+    update.cover = Set(Some(
+        ResumableFileField::from_token(&f.uploads, &f.scope, token.as_str())
+            .await
+            .unwrap(),
+    ));
+    let updated = update.update(&f.db).await.unwrap();
+    let new_cover = updated.cover.unwrap().path().unwrap().to_owned();
+    assert_ne!(
+        new_cover, old_cover,
+        "the old name was taken when the new one was chosen"
+    );
+    assert_eq!(sha256_file(&f.media().join(&new_cover)), sha256(&cover2));
+    assert!(
+        !f.media().join(&old_cover).exists(),
+        "replaced cover deleted"
+    );
+}
+
+async fn nullable_column_holds_null_or_a_file(backend: Backend) {
+    let Some(f) = Fixture::new(backend).await else {
+        return;
+    };
+    let file = f.upload(None, "a.bin", &random_bytes(1000, 7)).await;
+    let saved = attachment::ActiveModel {
+        owner: Set(2),
+        file: Set(
+            ResumableFileField::from_token(&f.uploads, &f.scope, file.as_str())
+                .await
+                .unwrap(),
+        ),
+        cover: Set(None),
+        ..Default::default()
+    }
+    .insert(&f.db)
+    .await
+    .unwrap();
+    let loaded = attachment::Entity::find_by_id(saved.id)
+        .one(&f.db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(loaded.cover, None, "NULL reads back as None");
+
+    let cover = random_bytes(5000, 8);
+    let token = f.upload(Some("cover"), "c.jpg", &cover).await;
+    let mut update: attachment::ActiveModel = loaded.into();
+    update.cover = Set(Some(
+        ResumableFileField::from_token(&f.uploads, &f.scope, token.as_str())
+            .await
+            .unwrap(),
+    ));
+    update.update(&f.db).await.unwrap();
+    let loaded = attachment::Entity::find_by_id(saved.id)
+        .one(&f.db)
+        .await
+        .unwrap()
+        .unwrap();
+    let path = loaded.cover.unwrap().path().unwrap().to_owned();
+    assert_eq!(sha256_file(&f.media().join(path)), sha256(&cover));
+}
+
+async fn upload_to_expands_date_placeholders(backend: Backend) {
+    let Some(f) = Fixture::new(backend).await else {
+        return;
+    };
+    let saved = f
+        .insert_document("Dated", &f.upload(None, "x.csv", b"a,b\n1,2\n").await)
+        .await;
+    let path = saved.file.path().unwrap();
+    assert!(path.starts_with(&this_month()), "{path}");
+    let date = chrono::Utc::now();
+    assert!(!path.contains('%'));
+    assert!(path.contains(&format!("/{}/", date.format("%Y"))));
+}
+
+async fn upload_to_function_reads_the_model(backend: Backend) {
+    let Some(f) = Fixture::new(backend).await else {
+        return;
+    };
+    let token = f.upload(None, "../../etc/passwd", b"not really").await;
+    let saved = attachment::ActiveModel {
+        owner: Set(42),
+        file: Set(ResumableFileField::<OwnerFile>::from_token(
+            &f.uploads,
+            &f.scope,
+            token.as_str(),
+        )
+        .await
+        .unwrap()),
+        cover: Set(None),
+        ..Default::default()
+    }
+    .insert(&f.db)
+    .await
+    .unwrap();
+    assert_eq!(
+        saved.file.path(),
+        Some("users/42/passwd"),
+        "computed from the model; the client's name reduced to its last part"
+    );
+    assert!(f.media().join("users/42/passwd").is_file());
+}
+
+async fn name_collision_gets_a_unique_name_and_never_overwrites(backend: Backend) {
+    let Some(f) = Fixture::new(backend).await else {
+        return;
+    };
+    // A file already at the target, put there by something else.
+    let taken = f.media().join(this_month()).join("same.bin");
+    std::fs::create_dir_all(taken.parent().unwrap()).unwrap();
+    std::fs::write(&taken, b"keep me").unwrap();
+
+    // Eight uploads of the same name, saved at the same time.
+    let mut tasks = Vec::new();
+    let f = std::sync::Arc::new(f);
+    for i in 0..8u64 {
+        let f = f.clone();
+        tasks.push(tokio::spawn(async move {
+            let bytes = random_bytes(50_000 + i as usize, 100 + i);
+            let token = f.upload(None, "same.bin", &bytes).await;
+            let saved = f.insert_document(&format!("copy {i}"), &token).await;
+            (saved.file.path().unwrap().to_owned(), sha256(&bytes))
+        }));
+    }
+    let mut paths = std::collections::HashSet::new();
+    for task in tasks {
+        let (path, hash) = task.await.unwrap();
+        assert!(
+            path.starts_with(&format!("{}same_", this_month())) && path.ends_with(".bin"),
+            "{path}"
+        );
+        assert_eq!(
+            sha256_file(&f.media().join(&path)),
+            hash,
+            "{path} has its own bytes"
+        );
+        assert!(paths.insert(path), "names are unique");
+    }
+    assert_eq!(
+        std::fs::read(&taken).unwrap(),
+        b"keep me",
+        "existing file not overwritten"
+    );
+    assert_eq!(f.stored_files().len(), 9);
+}
+
+async fn failed_insert_loses_nothing_and_can_be_saved_again(backend: Backend) {
+    let Some(f) = Fixture::new(backend).await else {
+        return;
+    };
+    let first = f
+        .insert_document("First", &f.upload(None, "first.txt", b"first").await)
+        .await;
+    let bytes = random_bytes(150_000, 9);
+    let token = f.upload(None, "second.txt", &bytes).await;
+
+    // Same primary key as an existing row: the INSERT fails.
+    let failed = document::ActiveModel {
+        id: Set(first.id),
+        title: Set("Clash".into()),
+        file: Set(f.document(&token).await),
+        created_at: Set(chrono::Utc::now()),
+    }
+    .insert(&f.db)
+    .await;
+    assert!(failed.is_err(), "duplicate key refused");
+    assert_eq!(
+        f.stored_files(),
+        vec![first.file.path().unwrap().to_owned()],
+        "no orphan file"
+    );
+    assert_eq!(document::Entity::find().count(&f.db).await.unwrap(), 1);
+
+    // The upload is intact and can be saved again (twice failing first, to be sure).
+    for _ in 0..2 {
+        let again = document::ActiveModel {
+            id: Set(first.id),
+            title: Set("Clash".into()),
+            file: Set(f.document(&token).await),
+            created_at: Set(chrono::Utc::now()),
+        };
+        assert!(again.insert(&f.db).await.is_err());
+    }
+    let saved = f.insert_document("Second", &token).await;
+    assert_eq!(
+        saved.file.path().unwrap(),
+        format!("{}second.txt", this_month())
+    );
+    assert_eq!(
+        sha256_file(&f.media().join(saved.file.path().unwrap())),
+        sha256(&bytes)
+    );
+    assert_eq!(f.stored_files().len(), 2);
+    let reservations = f.chunk_files("resumable_chunks/saving");
+    assert!(
+        reservations.is_empty(),
+        "no reservation left: {reservations:?}"
+    );
+}
+
+async fn save_bypassing_the_hooks_fails_and_writes_no_path(backend: Backend) {
+    let Some(f) = Fixture::new(backend).await else {
+        return;
+    };
+    let token = f
+        .upload(None, "bypass.bin", &random_bytes(10_000, 10))
+        .await;
+    let model = document::ActiveModel {
+        title: Set("Bypass".into()),
+        file: Set(f.document(&token).await),
+        created_at: Set(chrono::Utc::now()),
+        ..Default::default()
+    };
+    let result = document::Entity::insert(model).exec(&f.db).await;
+    let error = result.expect_err("a pending upload written without the hooks is refused");
+    let message = error.to_string().to_lowercase();
+    assert!(
+        message.contains("null"),
+        "the database names the NULL: {message}"
+    );
+    assert_eq!(document::Entity::find().count(&f.db).await.unwrap(), 0);
+    assert!(f.stored_files().is_empty());
+    // Nothing was consumed: the upload saves normally afterwards.
+    f.insert_document("Proper", &token).await;
+}
+
+async fn stored_path_assignment_is_checked(backend: Backend) {
+    let Some(f) = Fixture::new(backend).await else {
+        return;
+    };
+    for bad in ["../outside.txt", "/etc/passwd", "a//b", "a/./b"] {
+        let result = document::ActiveModel {
+            title: Set("Bad".into()),
+            file: Set(ResumableFileField::stored(bad)),
+            created_at: Set(chrono::Utc::now()),
+            ..Default::default()
+        }
+        .insert(&f.db)
+        .await;
+        assert!(result.is_err(), "{bad:?} refused");
+    }
+    let saved = document::ActiveModel {
+        title: Set("Copy".into()),
+        file: Set(ResumableFileField::stored("documents/elsewhere.pdf")),
+        created_at: Set(chrono::Utc::now()),
+        ..Default::default()
+    }
+    .insert(&f.db)
+    .await
+    .unwrap();
+    assert_eq!(saved.file.path(), Some("documents/elsewhere.pdf"));
+    assert_eq!(document::Entity::find().count(&f.db).await.unwrap(), 1);
+}
+
+async fn per_field_chunk_directory_holds_the_fields_uploads(backend: Backend) {
+    let Some(f) = Fixture::new(backend).await else {
+        return;
+    };
+    let cover = random_bytes(100_000, 11);
+    let token = f.upload(Some("cover"), "c.png", &cover).await;
+    assert_eq!(
+        f.chunk_files("cover_chunks").len(),
+        3,
+        "stored in the field's directory"
+    );
+    assert!(f.chunk_files("resumable_chunks").is_empty());
+    assert!(
+        f.uploads.media().is_private("cover_chunks/x"),
+        "never served"
+    );
+
+    // A token for the cover is not a document upload, and vice versa.
+    let as_document =
+        ResumableFileField::<DocumentFile>::from_token(&f.uploads, &f.scope, token.as_str()).await;
+    assert!(
+        matches!(as_document, Err(FileFieldError::UnknownUpload)),
+        "{as_document:?}"
+    );
+    let plain = f.upload(None, "p.png", b"plain").await;
+    let as_cover =
+        ResumableFileField::<CoverFile>::from_token(&f.uploads, &f.scope, plain.as_str()).await;
+    assert!(
+        matches!(as_cover, Err(FileFieldError::UnknownUpload)),
+        "{as_cover:?}"
+    );
+
+    // A field the app did not register is refused.
+    let mut params = ChunkParams {
+        chunk_number: 1,
+        chunk_size: CHUNK,
+        current_chunk_size: 5,
+        total_size: 5,
+        identifier: "x".into(),
+        filename: "x.bin".into(),
+        relative_path: None,
+        content_type: None,
+        file_part: "file".into(),
+        field: Some("nope".into()),
+    };
+    let body = futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from_static(b"hello"))]);
+    let refused = f
+        .uploads
+        .receive_chunk(&f.scope, &params, body)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.to_string(), "unknown upload field \"nope\"");
+    params.field = None;
+    assert!(
+        f.uploads
+            .test_chunk(&f.scope, &params)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    let saved = attachment::ActiveModel {
+        owner: Set(3),
+        file: Set(
+            ResumableFileField::from_token(&f.uploads, &f.scope, plain.as_str())
+                .await
+                .unwrap(),
+        ),
+        cover: Set(Some(
+            ResumableFileField::from_token(&f.uploads, &f.scope, token.as_str())
+                .await
+                .unwrap(),
+        )),
+        ..Default::default()
+    }
+    .insert(&f.db)
+    .await
+    .unwrap();
+    let path = saved.cover.unwrap().path().unwrap().to_owned();
+    assert_eq!(sha256_file(&f.media().join(path)), sha256(&cover));
+    assert!(f.chunk_files("cover_chunks").is_empty());
+}
+
+async fn foreign_forged_or_incomplete_uploads_are_refused(backend: Backend) {
+    let Some(f) = Fixture::new(backend).await else {
+        return;
+    };
+    let token = f.upload(None, "mine.txt", b"alice's").await;
+    let bob = Scope::new("bob");
+    let stolen =
+        ResumableFileField::<DocumentFile>::from_token(&f.uploads, &bob, token.as_str()).await;
+    assert!(
+        matches!(stolen, Err(FileFieldError::Token(_))),
+        "{stolen:?}"
+    );
+    let forged = format!("{}x", token.as_str());
+    let forged =
+        ResumableFileField::<DocumentFile>::from_token(&f.uploads, &f.scope, &forged).await;
+    assert!(
+        matches!(forged, Err(FileFieldError::Token(_))),
+        "{forged:?}"
+    );
+
+    // Only the first of two chunks.
+    let params = ChunkParams {
+        chunk_number: 1,
+        chunk_size: CHUNK,
+        current_chunk_size: CHUNK,
+        total_size: 2 * CHUNK,
+        identifier: "half".into(),
+        filename: "half.bin".into(),
+        relative_path: None,
+        content_type: None,
+        file_part: "file".into(),
+        field: None,
+    };
+    let body = futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from(vec![
+        0u8;
+        CHUNK
+            as usize
+    ]))]);
+    let status = f
+        .uploads
+        .receive_chunk(&f.scope, &params, body)
+        .await
+        .unwrap();
+    let half =
+        ResumableFileField::<DocumentFile>::from_token(&f.uploads, &f.scope, status.token.as_str())
+            .await;
+    let error = half.unwrap_err();
+    assert!(
+        matches!(
+            error,
+            FileFieldError::Incomplete {
+                received: 1,
+                total: 2
+            }
+        ),
+        "{error:?}"
+    );
+    assert_eq!(
+        error.to_string(),
+        "the upload is not complete yet (1 of 2 chunks received)"
+    );
+}
+
+/// The migration's table and the one `create_table_from_entity` makes from the entity
+/// have the same columns (names, types, lengths, nullability, defaults, keys).
+async fn migration_table_equals_the_entity_table(backend: Backend) {
+    let Some(f) = Fixture::new(backend).await else {
+        return;
+    };
+    let from_migration = columns(&f.db, backend, "document").await;
+    assert_eq!(from_migration.len(), 4, "{from_migration:?}");
+    let schema = Schema::new(f.db.get_database_backend());
+    let mut statement = schema.create_table_from_entity(document::Entity);
+    statement.table(sea_orm::sea_query::Alias::new("document_from_entity"));
+    f.db.execute(&statement).await.unwrap();
+    let from_entity = columns(&f.db, backend, "document_from_entity").await;
+    assert_eq!(from_migration, from_entity);
+    let file = from_migration.iter().find(|c| c.contains("file")).unwrap();
+    assert!(file.contains("255"), "{file}");
+}
+
+/// One line per column: name, type (with length), NOT NULL, default, primary key.
+async fn columns(db: &DatabaseConnection, backend: Backend, table: &str) -> Vec<String> {
+    let sql = match backend {
+        Backend::Sqlite => format!(
+            "SELECT name || ' ' || type || ' notnull=' || \"notnull\" || ' default=' || \
+             coalesce(dflt_value, '') || ' pk=' || pk AS line FROM pragma_table_info('{table}') ORDER BY cid"
+        ),
+        Backend::Postgres => format!(
+            "SELECT column_name || ' ' || data_type || '(' || coalesce(character_maximum_length::text, '') || \
+             ') nullable=' || is_nullable || ' identity=' || is_identity || ' default=' || \
+             coalesce(regexp_replace(column_default, '{table}', 'TABLE'), '') AS line \
+             FROM information_schema.columns WHERE table_schema = current_schema() \
+             AND table_name = '{table}' ORDER BY ordinal_position"
+        ),
+    };
+    let rows = db
+        .query_all_raw(sea_orm::Statement::from_string(
+            db.get_database_backend(),
+            sql,
+        ))
+        .await
+        .unwrap();
+    rows.iter()
+        .map(|row| row.try_get::<String>("", "line").unwrap())
+        .collect()
+}
+
+on_both_databases!(
+    insert_moves_the_upload_into_place_and_clears_its_chunks,
+    update_with_a_new_upload_keeps_the_old_file,
+    update_deletes_the_replaced_file_when_the_field_says_so,
+    nullable_column_holds_null_or_a_file,
+    upload_to_expands_date_placeholders,
+    upload_to_function_reads_the_model,
+    name_collision_gets_a_unique_name_and_never_overwrites,
+    failed_insert_loses_nothing_and_can_be_saved_again,
+    save_bypassing_the_hooks_fails_and_writes_no_path,
+    stored_path_assignment_is_checked,
+    per_field_chunk_directory_holds_the_fields_uploads,
+    foreign_forged_or_incomplete_uploads_are_refused,
+    migration_table_equals_the_entity_table,
+);
