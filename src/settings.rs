@@ -81,7 +81,8 @@ impl Settings {
         self.media_root.join(&self.chunk_subdir)
     }
 
-    /// The media root and URL, which stored model files are relative to.
+    /// The media root and URL, which stored model files are relative to, with the chunk
+    /// subdirectory marked private.
     ///
     /// ```
     /// use sea_orm_resumable::Settings;
@@ -89,7 +90,7 @@ impl Settings {
     /// assert_eq!(media.url("docs/a b.pdf").unwrap(), "/media/docs/a%20b.pdf");
     /// ```
     pub fn media(&self) -> Media {
-        Media::new(&self.media_root, &self.media_url)
+        Media::new(&self.media_root, &self.media_url).with_private(&self.chunk_subdir)
     }
 
     /// Largest request body accepted: two chunk sizes plus room for the multipart framing

@@ -246,7 +246,7 @@ impl Uploads {
             .fold(self.inner.settings.media(), |media, dir| {
                 media.with_private(dir)
             })
-            .with_private(&self.inner.settings.chunk_subdir)
+            .with_private(crate::field::STAGING_DIR)
     }
 
     /// The uploads of a chunk directory: a field's own (`CHUNKS_UPLOAD_TO`) or the default.

@@ -7,6 +7,8 @@ mod common;
 mod db;
 #[path = "common/entities.rs"]
 mod entities;
+#[path = "common/tmpfs.rs"]
+mod tmpfs;
 
 use bytes::Bytes;
 use common::{random_bytes, secret, settings, sha256, sha256_file};
@@ -90,7 +92,11 @@ impl Fixture {
         common::files_under(&self.media())
             .into_iter()
             .map(|p| p.to_string_lossy().into_owned())
-            .filter(|p| !p.starts_with("resumable_chunks/") && !p.starts_with("cover_chunks/"))
+            .filter(|p| {
+                !["resumable_chunks/", "cover_chunks/", ".resumable_staging/"]
+                    .iter()
+                    .any(|d| p.starts_with(d))
+            })
             .collect()
     }
 
@@ -693,6 +699,73 @@ async fn columns(db: &DatabaseConnection, backend: Backend, table: &str) -> Vec<
     rows.iter()
         .map(|row| row.try_get::<String>("", "line").unwrap())
         .collect()
+}
+
+/// Chunks on one file system, media on another: the file is copied (before the row is
+/// written, so a failed save still leaves nothing in `upload_to`), then linked.
+#[tokio::test]
+async fn chunks_on_another_file_system_are_copied_into_place() {
+    let f = Fixture::new(Backend::Sqlite).await.unwrap();
+    let Some(_chunks) = tmpfs::Tmpfs::mount(&f.media().join("resumable_chunks"), "8m") else {
+        return;
+    };
+    let bytes = random_bytes(1_000_000, 12);
+    let token = f.upload(None, "far.bin", &bytes).await;
+    let other = f
+        .insert_document("Other", &f.upload(None, "other.bin", b"x").await)
+        .await;
+
+    let failed = document::ActiveModel {
+        id: Set(other.id),
+        title: Set("Clash".into()),
+        file: Set(f.document(&token).await),
+        created_at: Set(chrono::Utc::now()),
+    }
+    .insert(&f.db)
+    .await;
+    assert!(failed.is_err());
+    assert_eq!(
+        f.stored_files(),
+        vec![other.file.path().unwrap().to_owned()],
+        "nothing in upload_to"
+    );
+
+    let saved = f.insert_document("Far", &token).await;
+    let path = f.media().join(saved.file.path().unwrap());
+    assert_eq!(sha256_file(&path), sha256(&bytes));
+    assert!(
+        common::files_under(&f.media().join(".resumable_staging")).is_empty(),
+        "copy linked and removed"
+    );
+    assert!(f.chunk_files("resumable_chunks").is_empty());
+}
+
+/// A name another process reserved (its reservation file in the chunk area) is not
+/// taken, even though no file is there yet.
+#[tokio::test]
+async fn a_name_reserved_by_another_process_is_not_taken() {
+    let f = Fixture::new(Backend::Sqlite).await.unwrap();
+    let wanted = format!("{}taken.bin", this_month());
+    let reservations = f.media().join("resumable_chunks/saving");
+    std::fs::create_dir_all(&reservations).unwrap();
+    let name = format!("{}.json", &sha256(wanted.as_bytes())[..32]);
+    let other = r#"{"key":"ffffffffffffffffffffffffffffffff","chunks_upload_to":null,"path":"x","table":"document","column":"file"}"#;
+    std::fs::write(reservations.join(&name), other).unwrap();
+
+    let saved = f
+        .insert_document("T", &f.upload(None, "taken.bin", b"mine").await)
+        .await;
+    let path = saved.file.path().unwrap();
+    assert_ne!(path, wanted);
+    assert!(
+        path.starts_with(&format!("{}taken_", this_month())),
+        "{path}"
+    );
+    assert_eq!(
+        std::fs::read(reservations.join(&name)).unwrap(),
+        other.as_bytes(),
+        "left alone"
+    );
 }
 
 on_both_databases!(

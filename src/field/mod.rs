@@ -36,6 +36,7 @@ mod value;
 
 pub use column::{file_column, file_column_for, file_column_null};
 pub use name::{expand_date, sanitize_file_name};
+pub(crate) use save::STAGING_DIR;
 pub use save::{FileValue, PendingUpload, after_save, before_save};
 pub use value::{FileFieldError, ResumableFileField};
 
@@ -72,8 +73,9 @@ pub trait FileFieldOptions: Send + Sync + 'static {
     const CHUNKS_UPLOAD_TO: Option<&'static str> = None;
     /// Length of the varchar column (default 255); stored paths are kept within it.
     const MAX_LENGTH: u32 = 255;
-    /// Delete the old file when an update replaces it with a new upload (default `false`,
-    /// as in Django: the old file stays).
+    /// Delete the old file once an update has replaced it with a new upload (default
+    /// `false`, as in Django: the old file stays). Setting the column to `None` or to an
+    /// already stored path never deletes anything.
     const DELETE_REPLACED: bool = false;
 }
 

@@ -117,12 +117,22 @@ struct PreparedMove {
     replaced: Option<String>,
 }
 
-/// What a reservation file holds.
+/// What a reservation file holds: enough to finish or undo the save after a crash
+/// between the row being stored and the file being moved (the row is looked up by
+/// table, column and path).
 #[derive(Serialize, Deserialize)]
 struct Reservation {
     key: String,
     chunks_upload_to: Option<String>,
     path: String,
+    table: String,
+    column: String,
+}
+
+/// Where a save is going: the row's table and the file column.
+struct Destination<'a> {
+    table: &'a str,
+    column: &'a str,
 }
 
 /// Moves prepared in this process, by final relative path.
@@ -174,10 +184,18 @@ where
     let file_name = sanitize_file_name(&upload.meta.file_name);
     let wanted = <V::Options as UploadTo<AM>>::upload_to(model, &file_name);
     let relative = stored_path(&wanted, V::Options::MAX_LENGTH).map_err(db_error)?;
-    let relative = tokio::task::spawn_blocking(move || prepare_move(upload, relative, replaced))
-        .await
-        .map_err(db_error)?
-        .map_err(|e| db_error(format!("cannot prepare the file for saving: {e}")))?;
+    let table = sea_orm::EntityName::table_name(&AM::Entity::default()).to_owned();
+    let column = column.to_owned();
+    let relative = tokio::task::spawn_blocking(move || {
+        let destination = Destination {
+            table: &table,
+            column: &column,
+        };
+        prepare_move(upload, relative, replaced, &destination)
+    })
+    .await
+    .map_err(db_error)?
+    .map_err(|e| db_error(format!("cannot prepare the file for saving: {e}")))?;
     Ok(ActiveValue::Set(V::from_field(
         ResumableFileField::stored_unchecked(relative),
     )))
@@ -263,6 +281,7 @@ fn prepare_move(
     upload: Arc<PendingUpload>,
     relative: String,
     replaced: Option<String>,
+    destination: &Destination<'_>,
 ) -> io::Result<String> {
     let settings = upload.uploads.settings();
     let media_root = settings.media_root.clone();
@@ -286,9 +305,9 @@ fn prepare_move(
         let reservation = reservations.join(reservation_name(&candidate));
         let free = !moves.contains_key(&candidate)
             && !target.try_exists()?
-            && reserve(&reservation, &upload, &candidate)?;
+            && reserve(&reservation, &upload, &candidate, destination)?;
         if free {
-            let (source, staged) = match stage(&upload, &target) {
+            let (source, staged) = match stage(&upload, &media_root, &target) {
                 Ok(staged) => staged,
                 Err(e) => {
                     let _ = fs::remove_file(&reservation);
@@ -326,11 +345,18 @@ fn reservation_name(relative: &str) -> String {
 
 /// Takes the reservation file for `relative`; true if it is now ours (created, or left by
 /// an earlier attempt of the same upload).
-fn reserve(reservation: &Path, upload: &PendingUpload, relative: &str) -> io::Result<bool> {
+fn reserve(
+    reservation: &Path,
+    upload: &PendingUpload,
+    relative: &str,
+    destination: &Destination<'_>,
+) -> io::Result<bool> {
     let record = Reservation {
         key: upload.key.to_string(),
         chunks_upload_to: upload.chunks_upload_to.map(str::to_owned),
         path: relative.to_owned(),
+        table: destination.table.to_owned(),
+        column: destination.column.to_owned(),
     };
     let json = serde_json::to_vec(&record).map_err(io::Error::other)?;
     match fs::OpenOptions::new()
@@ -354,16 +380,30 @@ fn reserve(reservation: &Path, upload: &PendingUpload, relative: &str) -> io::Re
     }
 }
 
+/// The private directory under the media root for copies waiting to be linked.
+pub(crate) const STAGING_DIR: &str = ".resumable_staging";
+
 /// The file to link at `target` when the row is stored: the upload's data file when it is
-/// on the same file system as the target's directory, else a copy made now (synced) next
-/// to the target, so the step after the row is stored is a link either way.
-fn stage(upload: &PendingUpload, target: &Path) -> io::Result<(PathBuf, bool)> {
-    let dir = target.parent().unwrap_or(Path::new("."));
+/// on the same file system as the target's directory; else a copy made now (synced) on
+/// the target's file system, so the step after the row is stored is a link either way.
+/// The copy goes to the media root's staging directory when that is on the target's file
+/// system (it usually is), so a failed save leaves nothing in the `upload_to` directory;
+/// otherwise next to the target, hidden.
+fn stage(upload: &PendingUpload, media_root: &Path, target: &Path) -> io::Result<(PathBuf, bool)> {
+    let dir = target.parent().unwrap_or(media_root);
     fs::create_dir_all(dir)?;
-    if fs::metadata(&upload.data_path)?.dev() == fs::metadata(dir)?.dev() {
+    let target_device = fs::metadata(dir)?.dev();
+    if fs::metadata(&upload.data_path)?.dev() == target_device {
         return Ok((upload.data_path.clone(), false));
     }
-    let staged = dir.join(format!(".{}.resumable-staging", upload.key));
+    let staging = media_root.join(STAGING_DIR);
+    fs::create_dir_all(&staging)?;
+    let name = format!("{}.resumable-staging", upload.key);
+    let staged = if fs::metadata(&staging)?.dev() == target_device {
+        staging.join(name)
+    } else {
+        dir.join(format!(".{name}"))
+    };
     fs::copy(&upload.data_path, &staged)?;
     fs::File::open(&staged)?.sync_all()?;
     Ok((staged, true))

@@ -78,7 +78,8 @@ pub enum FileFieldError {
 
 impl<C: FileFieldOptions> ResumableFileField<C> {
     /// A value referring to a file already stored at `relative_path` (relative to the
-    /// media root). Saving checks the path is plain and the file exists.
+    /// media root). Saving checks the path is plain (no `..`, not absolute); the file
+    /// itself is not looked at.
     pub fn stored(relative_path: impl Into<String>) -> Self {
         Self::with_state(State::Stored(relative_path.into()))
     }
@@ -198,6 +199,26 @@ impl<C> PartialEq for ResumableFileField<C> {
 }
 
 impl<C> Eq for ResumableFileField<C> {}
+
+/// As its stored path (`null` while pending), so models that derive `Serialize` (Loco's
+/// do) render the column as sea-orm renders a string column.
+impl<C> serde::Serialize for ResumableFileField<C> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match &self.state {
+            State::Stored(path) => serializer.serialize_str(path),
+            State::Pending(_) => serializer.serialize_none(),
+        }
+    }
+}
+
+/// From a stored path, as [`ResumableFileField::stored`]: saving checks it is a plain
+/// relative path. Never turn untrusted input into a stored path: a form should carry an
+/// upload token instead.
+impl<'de, C> serde::Deserialize<'de> for ResumableFileField<C> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(Self::stored_unchecked)
+    }
+}
 
 impl<C> From<ResumableFileField<C>> for Value {
     /// The stored path; `NULL` for a pending upload (see the type's docs).
