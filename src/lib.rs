@@ -22,6 +22,13 @@
 //! Every 200 answer carries an [`UploadStatus`] whose signed [`UploadToken`] the page
 //! keeps to attach the file to a database row.
 //!
+//! That row's column is a [`ResumableFileField`] (module [`field`]): a sea-orm value type
+//! holding the stored file's path, with Django-like options (`upload_to` with date
+//! placeholders or computed from the model, `chunks_upload_to`, the column length).
+//! [`ResumableFileField::from_token`] turns a token into a value for `Set(…)`; saving the
+//! model (hooks from [`file_field_hooks!`]) moves the file under the [`Media`] root —
+//! only once the row is stored, so a failed save loses nothing.
+//!
 //! [resumable.js]: https://github.com/23/resumable.js
 //! [flow.js]: https://github.com/flowjs/flow.js
 

@@ -506,17 +506,20 @@ impl Uploads {
         })
     }
 
-    /// Removes a saved upload's files from its chunk directory and forgets it.
+    /// Removes a saved upload's files from its chunk directory (all but its data file
+    /// with `keep_data`, for saves of it still unfinished) and forgets it: its token no
+    /// longer names an upload.
     pub(crate) async fn release(
         &self,
         chunks_upload_to: Option<&str>,
         key: UploadKey,
+        keep_data: bool,
     ) -> io::Result<()> {
         let Some(registry) = self.registry(chunks_upload_to) else {
             return Ok(());
         };
         registry.forget(key);
-        registry.store.remove(&key).await
+        registry.store.remove(&key, keep_data).await
     }
 }
 

@@ -701,6 +701,101 @@ async fn columns(db: &DatabaseConnection, backend: Backend, table: &str) -> Vec<
         .collect()
 }
 
+/// A form submitted twice at once: however the two saves of one upload interleave,
+/// every stored row names a file that exists with the upload's bytes.
+async fn the_same_upload_saved_twice_at_once_never_stores_a_path_without_a_file(backend: Backend) {
+    let Some(f) = Fixture::new(backend).await else {
+        return;
+    };
+    for round in 0..25u64 {
+        let bytes = random_bytes(20_000, 200 + round);
+        let token = f.upload(None, &format!("twice{round}.bin"), &bytes).await;
+        let (a, b) = (f.document(&token).await, f.document(&token).await);
+        let insert = |file: ResumableFileField<DocumentFile>| {
+            document::ActiveModel {
+                title: Set(format!("round {round}")),
+                file: Set(file),
+                created_at: Set(chrono::Utc::now()),
+                ..Default::default()
+            }
+            .insert(&f.db)
+        };
+        let (a, b) = tokio::join!(insert(a), insert(b));
+        assert!(a.is_ok() || b.is_ok(), "{a:?} {b:?}");
+        for saved in [a, b].into_iter().flatten() {
+            let path = f.media().join(saved.file.path().unwrap());
+            assert_eq!(sha256_file(&path), sha256(&bytes), "round {round}");
+        }
+    }
+    for row in document::Entity::find().all(&f.db).await.unwrap() {
+        assert!(
+            f.media().join(row.file.path().unwrap()).is_file(),
+            "{row:?}"
+        );
+    }
+}
+
+/// A save that failed, retried with a changed model: the file goes where the new model
+/// says, and nothing is left where the failed save would have put it.
+async fn a_retry_with_a_changed_model_goes_to_the_new_place(backend: Backend) {
+    let Some(f) = Fixture::new(backend).await else {
+        return;
+    };
+    let first = attachment::ActiveModel {
+        owner: Set(1),
+        file: Set(ResumableFileField::from_token(
+            &f.uploads,
+            &f.scope,
+            f.upload(None, "a.bin", b"a").await.as_str(),
+        )
+        .await
+        .unwrap()),
+        cover: Set(None),
+        ..Default::default()
+    }
+    .insert(&f.db)
+    .await
+    .unwrap();
+    let token = f.upload(None, "b.bin", b"bbb").await;
+    let attempt = |id: Option<i32>, owner: i32| {
+        let uploads = f.uploads.clone();
+        let (scope, token, db) = (f.scope.clone(), token.clone(), f.db.clone());
+        async move {
+            let file =
+                ResumableFileField::<OwnerFile>::from_token(&uploads, &scope, token.as_str())
+                    .await
+                    .unwrap();
+            let mut model = attachment::ActiveModel {
+                owner: Set(owner),
+                file: Set(file),
+                cover: Set(None),
+                ..Default::default()
+            };
+            if let Some(id) = id {
+                model.id = Set(id);
+            }
+            model.insert(&db).await
+        }
+    };
+    assert!(attempt(Some(first.id), 7).await.is_err(), "duplicate key");
+    let saved = attempt(None, 8).await.unwrap();
+    assert_eq!(saved.file.path(), Some("users/8/b.bin"));
+    assert_eq!(
+        std::fs::read(f.media().join("users/8/b.bin")).unwrap(),
+        b"bbb"
+    );
+    assert!(
+        !f.media().join("users/7").exists()
+            || common::files_under(&f.media().join("users/7")).is_empty()
+    );
+    let again =
+        ResumableFileField::<OwnerFile>::from_token(&f.uploads, &f.scope, token.as_str()).await;
+    assert!(
+        matches!(again, Err(FileFieldError::UnknownUpload)),
+        "claimed by the saved row"
+    );
+}
+
 /// Chunks on one file system, media on another: the file is copied (before the row is
 /// written, so a failed save still leaves nothing in `upload_to`), then linked.
 #[tokio::test]
@@ -782,4 +877,6 @@ on_both_databases!(
     per_field_chunk_directory_holds_the_fields_uploads,
     foreign_forged_or_incomplete_uploads_are_refused,
     migration_table_equals_the_entity_table,
+    the_same_upload_saved_twice_at_once_never_stores_a_path_without_a_file,
+    a_retry_with_a_changed_model_goes_to_the_new_place,
 );

@@ -30,13 +30,14 @@
 //! ```
 
 mod column;
+mod moves;
 mod name;
 mod save;
 mod value;
 
 pub use column::{file_column, file_column_for, file_column_null};
+pub(crate) use moves::STAGING_DIR;
 pub use name::{expand_date, sanitize_file_name};
-pub(crate) use save::STAGING_DIR;
 pub use save::{FileValue, PendingUpload, after_save, before_save};
 pub use value::{FileFieldError, ResumableFileField};
 
