@@ -263,6 +263,19 @@ mod tests {
     }
 
     #[test]
+    fn the_field_parameter_names_the_upload_field_in_either_scheme() {
+        assert_eq!(parse(FLOW).unwrap().field, None);
+        let flow = format!("{FLOW}&flowField=avatar");
+        assert_eq!(parse(&flow).unwrap().field.as_deref(), Some("avatar"));
+        let resumable = format!("{}&resumableField=cover", FLOW.replace("flow", "resumable"));
+        assert_eq!(parse(&resumable).unwrap().field.as_deref(), Some("cover"));
+        let empty = format!("{FLOW}&flowField=");
+        assert_eq!(parse(&empty).unwrap().field, None);
+        let control = format!("{FLOW}&flowField=a%00b");
+        assert!(parse(&control).is_err());
+    }
+
+    #[test]
     fn a_namespace_prefix_is_recognised() {
         let query = FLOW.replace("flow", "ns_resumable");
         assert_eq!(parse(&query).unwrap().identifier, "5-a");

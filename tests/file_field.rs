@@ -75,6 +75,34 @@ impl Fixture {
             .unwrap()
     }
 
+    /// The pending value of a completed upload, for a field with options `C`.
+    async fn field<C: FileFieldOptions>(&self, token: &UploadToken) -> ResumableFileField<C> {
+        ResumableFileField::from_token(&self.uploads, &self.scope, token.as_str())
+            .await
+            .unwrap()
+    }
+
+    async fn insert_attachment(
+        &self,
+        owner: i32,
+        file: &UploadToken,
+        cover: Option<&UploadToken>,
+    ) -> attachment::Model {
+        let cover = match cover {
+            Some(token) => Some(self.field::<CoverFile>(token).await),
+            None => None,
+        };
+        attachment::ActiveModel {
+            owner: Set(owner),
+            file: Set(self.field::<OwnerFile>(file).await),
+            cover: Set(cover),
+            ..Default::default()
+        }
+        .insert(&self.db)
+        .await
+        .unwrap()
+    }
+
     async fn insert_document(&self, title: &str, token: &UploadToken) -> document::Model {
         document::ActiveModel {
             title: Set(title.into()),
@@ -233,34 +261,14 @@ async fn update_deletes_the_replaced_file_when_the_field_says_so(backend: Backen
     let cover1 = f
         .upload(Some("cover"), "cover.png", &random_bytes(70_000, 5))
         .await;
-    let saved = attachment::ActiveModel {
-        owner: Set(1),
-        file: Set(
-            ResumableFileField::from_token(&f.uploads, &f.scope, file.as_str())
-                .await
-                .unwrap(),
-        ),
-        cover: Set(Some(
-            ResumableFileField::from_token(&f.uploads, &f.scope, cover1.as_str())
-                .await
-                .unwrap(),
-        )),
-        ..Default::default()
-    }
-    .insert(&f.db)
-    .await
-    .unwrap();
+    let saved = f.insert_attachment(1, &file, Some(&cover1)).await;
     let old_cover = saved.cover.clone().unwrap().path().unwrap().to_owned();
     assert_eq!(old_cover, "covers/cover.png");
 
     let cover2 = random_bytes(80_000, 6);
     let token = f.upload(Some("cover"), "cover.png", &cover2).await;
     let mut update: attachment::ActiveModel = saved.into();
-    update.cover = Set(Some(
-        ResumableFileField::from_token(&f.uploads, &f.scope, token.as_str())
-            .await
-            .unwrap(),
-    ));
+    update.cover = Set(Some(f.field(&token).await));
     let updated = update.update(&f.db).await.unwrap();
     let new_cover = updated.cover.unwrap().path().unwrap().to_owned();
     assert_ne!(
@@ -279,19 +287,7 @@ async fn nullable_column_holds_null_or_a_file(backend: Backend) {
         return;
     };
     let file = f.upload(None, "a.bin", &random_bytes(1000, 7)).await;
-    let saved = attachment::ActiveModel {
-        owner: Set(2),
-        file: Set(
-            ResumableFileField::from_token(&f.uploads, &f.scope, file.as_str())
-                .await
-                .unwrap(),
-        ),
-        cover: Set(None),
-        ..Default::default()
-    }
-    .insert(&f.db)
-    .await
-    .unwrap();
+    let saved = f.insert_attachment(2, &file, None).await;
     let loaded = attachment::Entity::find_by_id(saved.id)
         .one(&f.db)
         .await
@@ -302,11 +298,7 @@ async fn nullable_column_holds_null_or_a_file(backend: Backend) {
     let cover = random_bytes(5000, 8);
     let token = f.upload(Some("cover"), "c.jpg", &cover).await;
     let mut update: attachment::ActiveModel = loaded.into();
-    update.cover = Set(Some(
-        ResumableFileField::from_token(&f.uploads, &f.scope, token.as_str())
-            .await
-            .unwrap(),
-    ));
+    update.cover = Set(Some(f.field(&token).await));
     update.update(&f.db).await.unwrap();
     let loaded = attachment::Entity::find_by_id(saved.id)
         .one(&f.db)
@@ -336,21 +328,7 @@ async fn upload_to_function_reads_the_model(backend: Backend) {
         return;
     };
     let token = f.upload(None, "../../etc/passwd", b"not really").await;
-    let saved = attachment::ActiveModel {
-        owner: Set(42),
-        file: Set(ResumableFileField::<OwnerFile>::from_token(
-            &f.uploads,
-            &f.scope,
-            token.as_str(),
-        )
-        .await
-        .unwrap()),
-        cover: Set(None),
-        ..Default::default()
-    }
-    .insert(&f.db)
-    .await
-    .unwrap();
+    let saved = f.insert_attachment(42, &token, None).await;
     assert_eq!(
         saved.file.path(),
         Some("users/42/passwd"),
@@ -453,6 +431,48 @@ async fn failed_insert_loses_nothing_and_can_be_saved_again(backend: Backend) {
     assert!(
         reservations.is_empty(),
         "no reservation left: {reservations:?}"
+    );
+}
+
+async fn failed_update_loses_nothing_and_keeps_the_row(backend: Backend) {
+    let Some(f) = Fixture::new(backend).await else {
+        return;
+    };
+    let old = random_bytes(10_000, 13);
+    let saved = f
+        .insert_document("Kept", &f.upload(None, "old.bin", &old).await)
+        .await;
+    let new = random_bytes(20_000, 14);
+    let token = f.upload(None, "new.bin", &new).await;
+
+    // An update of a row that is gone fails.
+    let mut gone: document::ActiveModel = saved.clone().into();
+    gone.id = sea_orm::ActiveValue::Unchanged(saved.id + 1000);
+    gone.file = Set(f.document(&token).await);
+    assert!(gone.update(&f.db).await.is_err(), "no such row");
+    assert_eq!(
+        f.stored_files(),
+        vec![saved.file.path().unwrap().to_owned()],
+        "no orphan file"
+    );
+    let loaded = document::Entity::find_by_id(saved.id)
+        .one(&f.db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(loaded, saved, "the row is as it was");
+
+    // The same upload then updates the real row.
+    let mut update: document::ActiveModel = saved.into();
+    update.file = Set(f.document(&token).await);
+    let updated = update.update(&f.db).await.unwrap();
+    assert_eq!(
+        updated.file.path().unwrap(),
+        format!("{}new.bin", this_month())
+    );
+    assert_eq!(
+        sha256_file(&f.media().join(updated.file.path().unwrap())),
+        sha256(&new)
     );
 }
 
@@ -571,23 +591,7 @@ async fn per_field_chunk_directory_holds_the_fields_uploads(backend: Backend) {
             .is_none()
     );
 
-    let saved = attachment::ActiveModel {
-        owner: Set(3),
-        file: Set(
-            ResumableFileField::from_token(&f.uploads, &f.scope, plain.as_str())
-                .await
-                .unwrap(),
-        ),
-        cover: Set(Some(
-            ResumableFileField::from_token(&f.uploads, &f.scope, token.as_str())
-                .await
-                .unwrap(),
-        )),
-        ..Default::default()
-    }
-    .insert(&f.db)
-    .await
-    .unwrap();
+    let saved = f.insert_attachment(3, &plain, Some(&token)).await;
     let path = saved.cover.unwrap().path().unwrap().to_owned();
     assert_eq!(sha256_file(&f.media().join(path)), sha256(&cover));
     assert!(f.chunk_files("cover_chunks").is_empty());
@@ -741,21 +745,8 @@ async fn a_retry_with_a_changed_model_goes_to_the_new_place(backend: Backend) {
     let Some(f) = Fixture::new(backend).await else {
         return;
     };
-    let first = attachment::ActiveModel {
-        owner: Set(1),
-        file: Set(ResumableFileField::from_token(
-            &f.uploads,
-            &f.scope,
-            f.upload(None, "a.bin", b"a").await.as_str(),
-        )
-        .await
-        .unwrap()),
-        cover: Set(None),
-        ..Default::default()
-    }
-    .insert(&f.db)
-    .await
-    .unwrap();
+    let a = f.upload(None, "a.bin", b"a").await;
+    let first = f.insert_attachment(1, &a, None).await;
     let token = f.upload(None, "b.bin", b"bbb").await;
     let attempt = |id: Option<i32>, owner: i32| {
         let uploads = f.uploads.clone();
@@ -872,6 +863,7 @@ on_both_databases!(
     upload_to_function_reads_the_model,
     name_collision_gets_a_unique_name_and_never_overwrites,
     failed_insert_loses_nothing_and_can_be_saved_again,
+    failed_update_loses_nothing_and_keeps_the_row,
     save_bypassing_the_hooks_fails_and_writes_no_path,
     stored_path_assignment_is_checked,
     per_field_chunk_directory_holds_the_fields_uploads,
