@@ -79,12 +79,18 @@ impl Media {
     }
 
     /// Marks a directory under the root (relative, e.g. the chunk subdirectory) private.
+    /// It is compared by path components (`./chunks/` is `chunks`); a directory outside the
+    /// root (absolute, or with `..`) needs no marking: media paths cannot reach it.
     pub fn with_private(mut self, relative_dir: impl AsRef<Path>) -> Self {
-        let dir = relative_dir
-            .as_ref()
-            .to_string_lossy()
-            .trim_matches('/')
-            .to_owned();
+        let mut parts = Vec::new();
+        for component in relative_dir.as_ref().components() {
+            match component {
+                std::path::Component::Normal(part) => parts.push(part.to_string_lossy()),
+                std::path::Component::CurDir => {}
+                _ => return self,
+            }
+        }
+        let dir = parts.join("/");
         if !dir.is_empty() && !self.private.contains(&dir) {
             self.private.push(dir);
         }
@@ -169,5 +175,17 @@ mod tests {
         assert!(media.is_private("chunks/x.data"));
         assert!(!media.is_private("chunks2/x.data"));
         assert!(!media.is_private("docs/chunks/x"));
+    }
+
+    #[test]
+    fn private_directories_are_normalised() {
+        let media = Media::new("/m", "/media/")
+            .with_private("./chunks/")
+            .with_private("a//b")
+            .with_private("/elsewhere")
+            .with_private("../up");
+        assert!(media.is_private("chunks/k.data"));
+        assert!(media.is_private("a/b/k.data"));
+        assert!(!media.is_private("elsewhere/x") && !media.is_private("up/x"));
     }
 }

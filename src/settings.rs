@@ -82,7 +82,8 @@ impl Settings {
     }
 
     /// The media root and URL, which stored model files are relative to, with the chunk
-    /// subdirectory marked private.
+    /// subdirectory and the staging directory marked private (a field's own chunk
+    /// directory too, in [`Uploads::media`](crate::Uploads::media)).
     ///
     /// ```
     /// use sea_orm_resumable::Settings;
@@ -90,7 +91,9 @@ impl Settings {
     /// assert_eq!(media.url("docs/a b.pdf").unwrap(), "/media/docs/a%20b.pdf");
     /// ```
     pub fn media(&self) -> Media {
-        Media::new(&self.media_root, &self.media_url).with_private(&self.chunk_subdir)
+        Media::new(&self.media_root, &self.media_url)
+            .with_private(&self.chunk_subdir)
+            .with_private(crate::field::STAGING_DIR)
     }
 
     /// Largest request body accepted: two chunk sizes plus room for the multipart framing

@@ -246,7 +246,6 @@ impl Uploads {
             .fold(self.inner.settings.media(), |media, dir| {
                 media.with_private(dir)
             })
-            .with_private(crate::field::STAGING_DIR)
     }
 
     /// The uploads of a chunk directory: a field's own (`CHUNKS_UPLOAD_TO`) or the default.
@@ -437,6 +436,7 @@ impl Uploads {
             created_at: SystemTime::now()
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
+            instance: uuid::Uuid::new_v4().simple().to_string(),
         };
         let upload = registry.find_or_create(key, &meta).await?;
         Self::check_same_upload(&upload, params)?;
@@ -506,20 +506,18 @@ impl Uploads {
         })
     }
 
-    /// Removes a saved upload's files from its chunk directory (all but its data file
-    /// with `keep_data`, for saves of it still unfinished) and forgets it: its token no
-    /// longer names an upload.
+    /// Removes a saved upload's files from its chunk directory and forgets it: its token
+    /// no longer names an upload.
     pub(crate) async fn release(
         &self,
         chunks_upload_to: Option<&str>,
         key: UploadKey,
-        keep_data: bool,
     ) -> io::Result<()> {
         let Some(registry) = self.registry(chunks_upload_to) else {
             return Ok(());
         };
         registry.forget(key);
-        registry.store.remove(&key, keep_data).await
+        registry.store.remove(&key).await
     }
 }
 

@@ -179,9 +179,23 @@ async fn upload_form_row_file_round_trip(extra: &[&str]) {
         let page = refused.text().await.unwrap();
         assert!(page.contains(reason), "{reason:?} not in {page}");
     }
-    // Chunk directories are not media.
-    let chunk_dir = site.get("/media/resumable_chunks/").await;
-    assert_eq!(chunk_dir.status(), 404);
+    // Chunk directories are not media: an unfinished upload's files are there, unserved.
+    let partial = FileUpload::new(&url, random_bytes(300_000, 43), 100_000);
+    let token = partial.send_ok(1).await["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let key = token.split('.').next().unwrap();
+    let meta = format!("resumable_chunks/{key}.meta");
+    assert!(media.join(&meta).is_file());
+    for path in [
+        meta.clone(),
+        format!("./{meta}"),
+        format!("resumable_chunks//{key}.part"),
+    ] {
+        let response = site.get(&format!("/media/{path}")).await;
+        assert_eq!(response.status(), 404, "{path}");
+    }
     let escape = site.get("/media/..%2F..%2Fetc%2Fpasswd").await;
     assert_eq!(escape.status(), 404);
     interrupt(server);

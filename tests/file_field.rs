@@ -527,6 +527,20 @@ async fn stored_path_assignment_is_checked(backend: Backend) {
     .await
     .unwrap();
     assert_eq!(saved.file.path(), Some("documents/elsewhere.pdf"));
+    // A stored path is never read from a chunk directory.
+    let media = f.uploads.media();
+    for private in [
+        "resumable_chunks/x.data",
+        "cover_chunks/x.data",
+        ".resumable_staging/x",
+    ] {
+        let field = ResumableFileField::<DocumentFile>::stored(private);
+        assert!(
+            matches!(field.url(&media), Err(FileFieldError::Path(_))),
+            "{private}"
+        );
+        assert!(field.open(&media).await.is_err(), "{private}");
+    }
     assert_eq!(document::Entity::find().count(&f.db).await.unwrap(), 1);
 }
 
@@ -563,7 +577,7 @@ async fn per_field_chunk_directory_holds_the_fields_uploads(backend: Backend) {
     );
 
     // A field the app did not register is refused.
-    let mut params = ChunkParams {
+    let params = ChunkParams {
         chunk_number: 1,
         chunk_size: CHUNK,
         current_chunk_size: 5,
@@ -582,14 +596,8 @@ async fn per_field_chunk_directory_holds_the_fields_uploads(backend: Backend) {
         .await
         .unwrap_err();
     assert_eq!(refused.to_string(), "unknown upload field \"nope\"");
-    params.field = None;
-    assert!(
-        f.uploads
-            .test_chunk(&f.scope, &params)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    let refused = f.uploads.test_chunk(&f.scope, &params).await.unwrap_err();
+    assert_eq!(refused.to_string(), "unknown upload field \"nope\"");
 
     let saved = f.insert_attachment(3, &plain, Some(&token)).await;
     let path = saved.cover.unwrap().path().unwrap().to_owned();
@@ -715,22 +723,34 @@ async fn the_same_upload_saved_twice_at_once_never_stores_a_path_without_a_file(
         let bytes = random_bytes(20_000, 200 + round);
         let token = f.upload(None, &format!("twice{round}.bin"), &bytes).await;
         let (a, b) = (f.document(&token).await, f.document(&token).await);
-        let insert = |file: ResumableFileField<DocumentFile>| {
+        // Two requests: each its own handle on the database, as axum state clones give.
+        let (db_a, db_b) = (f.db.clone(), f.db.clone());
+        let insert = |file: ResumableFileField<DocumentFile>, db| {
             document::ActiveModel {
                 title: Set(format!("round {round}")),
                 file: Set(file),
                 created_at: Set(chrono::Utc::now()),
                 ..Default::default()
             }
-            .insert(&f.db)
+            .insert(db)
         };
-        let (a, b) = tokio::join!(insert(a), insert(b));
+        let (a, b) = tokio::join!(insert(a, &db_a), insert(b, &db_b));
         assert!(a.is_ok() || b.is_ok(), "{a:?} {b:?}");
         for saved in [a, b].into_iter().flatten() {
             let path = f.media().join(saved.file.path().unwrap());
+            assert!(
+                path.is_file(),
+                "round {round}: {path:?} missing; files: {:?}",
+                f.stored_files()
+            );
             assert_eq!(sha256_file(&path), sha256(&bytes), "round {round}");
         }
     }
+    let left = f.chunk_files("resumable_chunks");
+    assert!(
+        left.is_empty(),
+        "every upload's files and reservations gone: {left:?}"
+    );
     for row in document::Entity::find().all(&f.db).await.unwrap() {
         assert!(
             f.media().join(row.file.path().unwrap()).is_file(),

@@ -9,7 +9,7 @@ use axum::{
     routing::{get, post},
 };
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, DatabaseConnection, EntityTrait, QueryOrder};
-use sea_orm_resumable::{ResumableFileField, Uploads, router};
+use sea_orm_resumable::{ResumableFileField, Uploads, field::save_error_message, router};
 use serde::Deserialize;
 use tower::ServiceExt;
 use tower_http::services::ServeFile;
@@ -110,7 +110,16 @@ async fn create_document(
         ..Default::default()
     }
     .insert(&app.db)
-    .await?;
+    .await;
+    let saved = match saved {
+        Ok(saved) => saved,
+        // The file field's own refusals (the upload saved meanwhile by a second submit, …)
+        // are the user's to read; other database errors are ours.
+        Err(e) => match save_error_message(&e) {
+            Some(reason) => return Ok(invalid(reason.to_owned())),
+            None => return Err(e.into()),
+        },
+    };
     Ok(Redirect::to(&format!("/documents/{}", saved.id)).into_response())
 }
 

@@ -39,7 +39,7 @@ pub use column::{file_column, file_column_for, file_column_null};
 pub(crate) use moves::STAGING_DIR;
 pub use name::{expand_date, sanitize_file_name};
 pub use save::{FileValue, PendingUpload, after_save, before_save};
-pub use value::{FileFieldError, ResumableFileField};
+pub use value::{FileFieldError, ResumableFileField, save_error_message};
 
 /// The options of one kind of file field, carried by a marker type as
 /// `ResumableFileField<Options>`, so they reach the save hook, the entity's column type and

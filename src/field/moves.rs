@@ -4,18 +4,23 @@
 //!
 //! sea-orm passes the hooks only the model and the connection, so a move prepared before
 //! the row is written is found again after it through a process-wide table keyed by the
-//! reserved path (unique in the process: reserving checks the table). Reservation files
-//! in `<chunk dir>/saving/` keep a path taken across processes.
+//! row's table, file column and reserved path. Reservation files in
+//! `<chunk dir>/saving/` keep a path taken across processes.
 //!
 //! Several saves of one upload may be unfinished at once (a form submitted twice, or a
-//! failed save and its retry): each keeps its prepared move, and the upload's data file
-//! stays until the last of them is committed or found stale ([`STALE_AFTER`]), so every
-//! row that gets stored finds the file it names. The first commit claims the upload (its
-//! token stops working).
+//! failed save and its retry). Each keeps its prepared move. The first to commit claims
+//! the upload: its chunk files go (a later upload of the same identifier starts clean),
+//! but its data file is moved aside while other saves of it are unfinished, so each of
+//! them that stores its row still finds its file. A save not committed within
+//! [`STALE_AFTER`] is taken for failed and dropped; if its row turns up after all, its
+//! `after_save` fails loudly rather than leave a path without a file unnoticed.
+//!
+//! The table's lock is held only for bookkeeping and for the link itself (a directory
+//! operation); the copy of a whole file across file systems happens outside it.
 
 use sha2::{Digest, Sha256};
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashMap,
     fs, io,
     os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
@@ -24,7 +29,6 @@ use std::{
 };
 
 use super::{PendingUpload, name::alternative_path};
-use crate::UploadKey;
 
 /// The private directory under the media root for copies waiting to be linked.
 pub(crate) const STAGING_DIR: &str = ".resumable_staging";
@@ -33,41 +37,62 @@ pub(crate) const STAGING_DIR: &str = ".resumable_staging";
 /// dropped (with its reservation and staged copy) the next time a save looks.
 pub(crate) const STALE_AFTER: Duration = Duration::from_secs(10 * 60);
 
+/// How long a dropped move is remembered, to fail its `after_save` if it comes after all.
+const TOMBSTONE_FOR: Duration = Duration::from_secs(24 * 60 * 60);
+
 /// Attempts at a unique name before giving up (each alternative has 62^7 choices).
 const NAME_ATTEMPTS: usize = 32;
 
-/// Where a save is going: the row's table and the file column.
-pub(crate) struct Destination<'a> {
-    pub table: &'a str,
-    pub column: &'a str,
-}
-
-/// An unfinished earlier save of the same upload: its path and where its row would be.
-pub(crate) struct EarlierSave {
-    pub relative: String,
-    pub wanted: String,
+/// Where a save is going: the row's table (with its schema, if any) and file column.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Destination {
+    pub schema: Option<String>,
     pub table: String,
     pub column: String,
 }
 
-/// What a reservation file holds: enough to finish or undo the save after a crash
-/// between the row being stored and the file being moved (the row is found by table,
-/// column and path).
+/// One save: where its row goes, and through which connection (see `connection_id` in
+/// the save hooks).
+pub(crate) struct Save<'a> {
+    pub destination: &'a Destination,
+    pub connection: usize,
+}
+
+/// A prepared move, by its row's destination and its reserved path.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct MoveKey {
+    pub destination: Destination,
+    pub relative: String,
+}
+
+/// An unfinished earlier save of the same upload.
+pub(crate) struct EarlierSave {
+    pub key: MoveKey,
+    pub wanted: String,
+    pub replaced: Option<String>,
+}
+
+/// What a reservation file holds: the upload and the row's destination, so that a crash
+/// between the row being stored and the file being linked can be recognised (recovering
+/// from it is left to a cleanup step; see the crate's issues).
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Reservation {
     key: String,
+    instance: String,
     chunks_upload_to: Option<String>,
     path: String,
+    schema: Option<String>,
     table: String,
     column: String,
 }
 
-/// One upload, across chunk directories and media roots.
+/// One upload (one instance of an upload key), across chunk directories and media roots.
 #[derive(Clone, PartialEq, Eq, Hash)]
 struct UploadId {
     media_root: PathBuf,
     chunks_upload_to: Option<&'static str>,
-    key: UploadKey,
+    key: crate::UploadKey,
+    instance: String,
 }
 
 impl UploadId {
@@ -76,6 +101,7 @@ impl UploadId {
             media_root: upload.uploads.settings().media_root.clone(),
             chunks_upload_to: upload.chunks_upload_to,
             key: upload.key,
+            instance: upload.meta.instance.clone(),
         }
     }
 }
@@ -84,180 +110,347 @@ impl UploadId {
 struct PreparedMove {
     upload: Arc<PendingUpload>,
     id: UploadId,
-    /// Final path relative to the media root (the column's value).
-    relative: String,
     /// The path asked for, before a unique alternative was chosen.
     wanted: String,
-    table: String,
-    column: String,
-    /// The file to link: the upload's data file, or a copy on the target's file system.
+    /// The file to link: the upload's data file (or where it was moved aside), or a copy
+    /// on the target's file system.
     source: PathBuf,
     staged: bool,
-    /// The reservation file that keeps `relative` taken across processes.
+    /// The reservation file that keeps the path taken across processes.
     reservation: PathBuf,
     /// An old file to delete once the row is stored (`DELETE_REPLACED`).
     replaced: Option<String>,
     prepared_at: Instant,
+    /// The connections of the saves sharing this move (one, or more after take-overs).
+    connections: Vec<usize>,
 }
 
 #[derive(Default)]
 struct Table {
-    /// Prepared moves by final relative path.
-    moves: HashMap<String, PreparedMove>,
-    /// Uploads saved to a row, whose data file is kept for other unfinished saves.
-    claimed: HashSet<UploadId>,
+    moves: HashMap<MoveKey, PreparedMove>,
+    /// Uploads saved to a row, with where their data file was kept for other unfinished
+    /// saves of them (`None`: no other save, the data goes with the chunk files).
+    claimed: HashMap<UploadId, Option<PathBuf>>,
+    /// Moves dropped as stale: when, and the connections of their saves.
+    tombstones: HashMap<MoveKey, (Instant, Vec<usize>)>,
 }
 
 static TABLE: Mutex<Option<Table>> = Mutex::new(None);
 
-fn table() -> MutexGuard<'static, Option<Table>> {
+/// The table, locked. Callers on async threads go through `spawn_blocking`: the lock is
+/// held while a file is linked.
+fn locked() -> MutexGuard<'static, Option<Table>> {
     TABLE.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// The newest unfinished save of `upload` prepared in this process.
+fn with_table<T>(f: impl FnOnce(&mut Table) -> T) -> T {
+    f(locked().get_or_insert_with(Table::default))
+}
+
+/// The newest unfinished save of `upload` prepared in this process. Blocking.
 pub(crate) fn earlier_save(upload: &PendingUpload) -> Option<EarlierSave> {
-    let guard = table();
     let id = UploadId::of(upload);
-    let earlier = guard
-        .as_ref()?
-        .moves
-        .values()
-        .filter(|m| m.id == id)
-        .max_by_key(|m| m.prepared_at)?;
-    Some(EarlierSave {
-        relative: earlier.relative.clone(),
-        wanted: earlier.wanted.clone(),
-        table: earlier.table.clone(),
-        column: earlier.column.clone(),
+    with_table(|table| {
+        let (key, earlier) = table
+            .moves
+            .iter()
+            .filter(|(_, m)| m.id == id)
+            .max_by_key(|(_, m)| m.prepared_at)?;
+        Some(EarlierSave {
+            key: key.clone(),
+            wanted: earlier.wanted.clone(),
+            replaced: earlier.replaced.clone(),
+        })
     })
 }
 
-/// Reserves a unique final path for `upload`, starting from `wanted`, or takes over the
-/// unfinished earlier save at `take_over` (same upload, same path wanted). Blocking.
+/// Reserves a unique final path for `upload`, starting from `wanted` and avoiding
+/// `avoid` (paths rows already hold), or takes over the unfinished earlier save `take_over`
+/// of the same upload. Stages a copy if the chunks are on another file system. Blocking.
 pub(crate) fn prepare(
     upload: Arc<PendingUpload>,
     wanted: String,
     replaced: Option<String>,
-    destination: &Destination<'_>,
-    take_over: Option<String>,
+    save: &Save<'_>,
+    take_over: Option<MoveKey>,
+    avoid: &[String],
 ) -> io::Result<String> {
+    let destination = save.destination;
     let settings = upload.uploads.settings();
     let media_root = settings.media_root.clone();
     let reservations = settings.chunk_dir().join("saving");
     fs::create_dir_all(&reservations)?;
     let id = UploadId::of(&upload);
-    let mut guard = table();
-    let table = guard.get_or_insert_with(Table::default);
-    drop_stale(table);
-    if table.claimed.contains(&id) {
-        return Err(io::Error::new(
-            io::ErrorKind::AlreadyExists,
-            "this upload is already saved in another row",
-        ));
-    }
-    if let Some(taken) = take_over.and_then(|path| table.moves.get_mut(&path))
-        && taken.id == id
-    {
-        taken.replaced = replaced.or(taken.replaced.take());
-        taken.prepared_at = Instant::now();
-        return Ok(taken.relative.clone());
-    }
-    let mut candidate = wanted.clone();
-    for _ in 0..NAME_ATTEMPTS {
-        let target = media_root.join(&candidate);
-        let reservation = reservations.join(reservation_name(&candidate));
-        let free = !table.moves.contains_key(&candidate)
-            && !target.try_exists()?
-            && reserve(&reservation, &upload, &candidate, destination)?;
-        if free {
-            let (source, staged) = match stage(&upload, &media_root, &target) {
-                Ok(staged) => staged,
-                Err(e) => {
-                    let _ = fs::remove_file(&reservation);
-                    return Err(e);
-                }
-            };
-            table.moves.insert(
-                candidate.clone(),
-                PreparedMove {
-                    upload,
-                    id,
-                    relative: candidate.clone(),
-                    wanted,
-                    table: destination.table.to_owned(),
-                    column: destination.column.to_owned(),
-                    source,
-                    staged,
-                    reservation,
-                    replaced,
-                    prepared_at: Instant::now(),
-                },
-            );
-            return Ok(candidate);
+    let (relative, target, needs_copy) = {
+        let mut guard = locked();
+        let table = guard.get_or_insert_with(Table::default);
+        table.drop_stale();
+        if table.claimed.contains_key(&id) {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "this upload is already saved in another row",
+            ));
         }
-        candidate = alternative_path(&wanted);
+        if let Some(taken) = take_over.and_then(|key| table.moves.get_mut(&key).map(|m| (key, m)))
+            && taken.1.id == id
+        {
+            taken.1.prepared_at = Instant::now();
+            taken.1.connections.push(save.connection);
+            return Ok(taken.0.relative);
+        }
+        let mut candidate = wanted.clone();
+        let mut reserved = None;
+        for _ in 0..NAME_ATTEMPTS {
+            let target = media_root.join(&candidate);
+            let reservation = reservations.join(reservation_name(&candidate));
+            let free = !avoid.contains(&candidate)
+                && !table.holds(&media_root, destination, &candidate)
+                && !target.try_exists()?
+                && reserve(&reservation, &upload, &candidate, destination)?;
+            if free {
+                reserved = Some((candidate, target, reservation));
+                break;
+            }
+            candidate = alternative_path(&wanted);
+        }
+        let Some((relative, target, reservation)) = reserved else {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("no free name near {wanted:?}"),
+            ));
+        };
+        let dir = target.parent().unwrap_or(&media_root);
+        let needs_copy = fs::create_dir_all(dir)
+            .and_then(|()| Ok(fs::metadata(&upload.data_path)?.dev() != fs::metadata(dir)?.dev()));
+        let needs_copy = match needs_copy {
+            Ok(needs_copy) => needs_copy,
+            Err(e) => {
+                let _ = fs::remove_file(&reservation);
+                return Err(e);
+            }
+        };
+        let key = MoveKey {
+            destination: destination.clone(),
+            relative: relative.clone(),
+        };
+        let source = upload.data_path.clone();
+        table.moves.insert(
+            key,
+            PreparedMove {
+                upload: upload.clone(),
+                id,
+                wanted,
+                source,
+                staged: false,
+                reservation,
+                replaced,
+                prepared_at: Instant::now(),
+                connections: vec![save.connection],
+            },
+        );
+        (relative, target, needs_copy)
+    };
+    if needs_copy {
+        let key = MoveKey {
+            destination: destination.clone(),
+            relative: relative.clone(),
+        };
+        let copied = stage(&upload, &media_root, &target);
+        let mut guard = locked();
+        let table = guard.get_or_insert_with(Table::default);
+        match (copied, table.moves.get_mut(&key)) {
+            (Ok(staged), Some(prepared)) => {
+                prepared.source = staged;
+                prepared.staged = true;
+            }
+            (Ok(staged), None) => {
+                let _ = fs::remove_file(staged);
+            }
+            (Err(e), _) => {
+                if let Some(prepared) = table.moves.remove(&key) {
+                    prepared.discard();
+                }
+                return Err(e);
+            }
+        }
     }
-    Err(io::Error::new(
-        io::ErrorKind::AlreadyExists,
-        format!("no free name near {wanted:?}"),
-    ))
+    Ok(relative)
+}
+
+/// Ends the claim of an upload whose chunk files the first save removed, unless data is
+/// kept for other unfinished saves of it (then the last of them ends it).
+pub(crate) fn released(upload: &PendingUpload) {
+    let id = UploadId::of(upload);
+    with_table(|table| {
+        if matches!(table.claimed.get(&id), Some(None)) {
+            table.claimed.remove(&id);
+        }
+    });
+}
+
+/// Drops the move prepared for `key` (its path turned out to be held by a row).
+pub(crate) fn cancel(key: &MoveKey) {
+    with_table(|table| {
+        if let Some(prepared) = table.moves.remove(key) {
+            prepared.discard();
+        }
+    });
 }
 
 /// A move done by [`commit`].
 pub(crate) struct Committed {
     pub upload: Arc<PendingUpload>,
     pub replaced: Option<String>,
-    /// No other save of the upload is unfinished: its data file can go.
-    pub last: bool,
+    /// The first save of the upload to be stored: its chunk files are to be removed.
+    pub release_chunks: bool,
 }
 
-/// Does the move prepared for `relative`, if this process prepared one: links the file
-/// there (never over another file) and claims the upload. Blocking.
-pub(crate) fn commit(relative: &str) -> io::Result<Option<Committed>> {
-    let mut guard = table();
-    let Some(table) = guard.as_mut() else {
-        return Ok(None);
-    };
-    let Some(prepared) = table.moves.remove(relative) else {
-        return Ok(None);
-    };
-    link_into_place(&prepared)?;
-    // Claimed until its data file is gone (`unclaim`), so no new save stages from a file
-    // about to be removed.
-    table.claimed.insert(prepared.id.clone());
-    let last = !table.moves.values().any(|m| m.id == prepared.id);
-    Ok(Some(Committed {
-        upload: prepared.upload,
-        replaced: prepared.replaced,
-        last,
-    }))
+/// What [`commit`] found for a saved row's path.
+pub(crate) enum Commit {
+    /// The file is in place now.
+    Done(Committed),
+    /// This process prepared nothing for it (the path was not newly set).
+    NotPrepared,
+    /// It was prepared, then dropped as stale: the row names a file that was not moved.
+    Dropped,
 }
 
-/// Forgets that `upload` was claimed, once its data file is removed.
-pub(crate) fn unclaim(upload: &PendingUpload) {
-    if let Some(table) = table().as_mut() {
-        table.claimed.remove(&UploadId::of(upload));
+/// Does the move prepared for `key`, if this process prepared one: links the file there
+/// (never over another file), claims the upload, and moves its data file aside if other
+/// saves of it are unfinished. On failure the move stays prepared. Blocking.
+pub(crate) fn commit(key: &MoveKey, connection: usize) -> io::Result<Commit> {
+    with_table(|table| {
+        let ours = |connections: &Vec<usize>| connections.contains(&connection);
+        if !table.moves.get(key).is_some_and(|m| ours(&m.connections)) {
+            let dropped = table.tombstones.get(key).is_some_and(|(_, c)| ours(c));
+            if dropped {
+                table.tombstones.remove(key);
+                return Ok(Commit::Dropped);
+            }
+            return Ok(Commit::NotPrepared);
+        }
+        let Some(prepared) = table.moves.remove(key) else {
+            return Ok(Commit::NotPrepared);
+        };
+        if let Err(e) = prepared.link_into_place(&key.relative) {
+            table.moves.insert(key.clone(), prepared);
+            return Err(e);
+        }
+        let others = table.moves.values().any(|m| m.id == prepared.id);
+        let first = !table.claimed.contains_key(&prepared.id);
+        let mut release_chunks = first;
+        if first {
+            // Claimed from now: no new save stages from files about to be removed.
+            let mut kept = None;
+            if others {
+                // The first save of several: keep the data for the others, under a name
+                // the upload key's next upload will not use.
+                let data = &prepared.upload.data_path;
+                let aside = prepared.reservation.with_extension("data");
+                let keep = match fs::rename(data, &aside) {
+                    Ok(()) => aside,
+                    Err(e) => {
+                        // Kept in place then, and the chunk files with it.
+                        tracing::warn!(error = %e, "could not move a saved upload's data aside");
+                        release_chunks = false;
+                        data.clone()
+                    }
+                };
+                for other in table.moves.values_mut().filter(|m| m.id == prepared.id) {
+                    if !other.staged {
+                        other.source = keep.clone();
+                    }
+                }
+                kept = Some(keep);
+            }
+            table.claimed.insert(prepared.id.clone(), kept);
+        } else if !others && let Some(kept) = table.claimed.remove(&prepared.id) {
+            // The last of several: the data kept for them goes.
+            if let Some(kept) = kept {
+                let _ = fs::remove_file(kept);
+            }
+        }
+        Ok(Commit::Done(Committed {
+            upload: prepared.upload,
+            replaced: prepared.replaced,
+            release_chunks,
+        }))
+    })
+}
+
+impl Table {
+    /// Whether a prepared move holds `relative` under `media_root`, or for the same
+    /// column under any media root: `after_save` finds a move by column and path alone,
+    /// so that pair is kept unique in the process even across upload services.
+    fn holds(&self, media_root: &Path, destination: &Destination, relative: &str) -> bool {
+        self.moves.iter().any(|(key, m)| {
+            key.relative == relative
+                && (m.id.media_root == media_root || key.destination == *destination)
+        })
+    }
+
+    /// Drops prepared moves older than [`STALE_AFTER`] (remembering them as tombstones),
+    /// and the data kept aside for a claimed upload once no save of it is left.
+    fn drop_stale(&mut self) {
+        self.tombstones
+            .retain(|_, (dropped, _)| dropped.elapsed() < TOMBSTONE_FOR);
+        let stale: Vec<MoveKey> = self
+            .moves
+            .iter()
+            .filter(|(_, m)| m.prepared_at.elapsed() > STALE_AFTER)
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in stale {
+            let Some(old) = self.moves.remove(&key) else {
+                continue;
+            };
+            old.discard();
+            self.tombstones
+                .insert(key, (Instant::now(), old.connections.clone()));
+            if !self.moves.values().any(|m| m.id == old.id)
+                && let Some(Some(kept)) = self.claimed.remove(&old.id)
+            {
+                let _ = fs::remove_file(kept);
+            }
+        }
     }
 }
 
-/// Drops prepared moves older than [`STALE_AFTER`]; removes the data file of a claimed
-/// upload once no save of it is left.
-fn drop_stale(table: &mut Table) {
-    let stale: Vec<String> = table
-        .moves
-        .iter()
-        .filter(|(_, m)| m.prepared_at.elapsed() > STALE_AFTER)
-        .map(|(path, _)| path.clone())
-        .collect();
-    for path in stale {
-        let Some(old) = table.moves.remove(&path) else {
-            continue;
-        };
-        discard(&old);
-        let others = table.moves.values().any(|m| m.id == old.id);
-        if !others && table.claimed.remove(&old.id) {
-            let _ = fs::remove_file(&old.upload.data_path);
+impl PreparedMove {
+    /// Undoes a move that will not be committed.
+    fn discard(&self) {
+        if self.staged {
+            let _ = fs::remove_file(&self.source);
         }
+        let _ = fs::remove_file(&self.reservation);
+    }
+
+    /// Links the prepared file at its final path (never replacing a file), syncs the
+    /// directory, and drops the staging copy and the reservation.
+    fn link_into_place(&self, relative: &str) -> io::Result<()> {
+        let target = self.id.media_root.join(relative);
+        match fs::hard_link(&self.source, &target) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                if !same_file(&self.source, &target) {
+                    return Err(e);
+                }
+            }
+            // File systems without hard links: a copy, after checking the name is free.
+            Err(e) if e.kind() != io::ErrorKind::NotFound && !target.try_exists()? => {
+                fs::copy(&self.source, &target)?;
+                fs::File::open(&target)?.sync_all()?;
+            }
+            Err(e) => return Err(e),
+        }
+        if let Some(dir) = target.parent() {
+            fs::File::open(dir)?.sync_all()?;
+        }
+        if self.staged {
+            let _ = fs::remove_file(&self.source);
+        }
+        let _ = fs::remove_file(&self.reservation);
+        Ok(())
     }
 }
 
@@ -275,14 +468,16 @@ fn reserve(
     reservation: &Path,
     upload: &PendingUpload,
     relative: &str,
-    destination: &Destination<'_>,
+    destination: &Destination,
 ) -> io::Result<bool> {
     let record = Reservation {
         key: upload.key.to_string(),
+        instance: upload.meta.instance.clone(),
         chunks_upload_to: upload.chunks_upload_to.map(str::to_owned),
         path: relative.to_owned(),
-        table: destination.table.to_owned(),
-        column: destination.column.to_owned(),
+        schema: destination.schema.clone(),
+        table: destination.table.clone(),
+        column: destination.column.clone(),
     };
     let json = serde_json::to_vec(&record).map_err(io::Error::other)?;
     match fs::OpenOptions::new()
@@ -299,26 +494,21 @@ fn reserve(
                 .ok()
                 .and_then(|bytes| serde_json::from_slice(&bytes).ok());
             Ok(held.is_some_and(|held| {
-                held.key == record.key && held.chunks_upload_to == record.chunks_upload_to
+                held.key == record.key
+                    && held.instance == record.instance
+                    && held.chunks_upload_to == record.chunks_upload_to
             }))
         }
         Err(e) => Err(e),
     }
 }
 
-/// The file to link at `target` when the row is stored: the upload's data file when it is
-/// on the same file system as the target's directory; else a copy made now (synced) on
-/// the target's file system, so the step after the row is stored is a link either way.
-/// The copy goes to the media root's staging directory when that is on the target's file
-/// system (it usually is), so a failed save leaves nothing in the `upload_to` directory;
-/// otherwise next to the target, hidden.
-fn stage(upload: &PendingUpload, media_root: &Path, target: &Path) -> io::Result<(PathBuf, bool)> {
+/// Copies the upload's data file (synced) onto the file system of `target`, for a link
+/// when the row is stored: into the media root's staging directory when that is on the
+/// target's file system (it usually is), so a failed save leaves no file in the
+/// `upload_to` directory; otherwise next to the target, hidden.
+fn stage(upload: &PendingUpload, media_root: &Path, target: &Path) -> io::Result<PathBuf> {
     let dir = target.parent().unwrap_or(media_root);
-    fs::create_dir_all(dir)?;
-    let target_device = fs::metadata(dir)?.dev();
-    if fs::metadata(&upload.data_path)?.dev() == target_device {
-        return Ok((upload.data_path.clone(), false));
-    }
     let staging = media_root.join(STAGING_DIR);
     fs::create_dir_all(&staging)?;
     let name = format!(
@@ -326,54 +516,18 @@ fn stage(upload: &PendingUpload, media_root: &Path, target: &Path) -> io::Result
         upload.key,
         uuid::Uuid::new_v4().simple()
     );
-    let staged = if fs::metadata(&staging)?.dev() == target_device {
+    let staged = if fs::metadata(&staging)?.dev() == fs::metadata(dir)?.dev() {
         staging.join(name)
     } else {
         dir.join(format!(".{name}"))
     };
-    fs::copy(&upload.data_path, &staged)?;
-    fs::File::open(&staged)?.sync_all()?;
-    Ok((staged, true))
-}
-
-/// Undoes a prepared move that will not be committed.
-fn discard(prepared: &PreparedMove) {
-    if prepared.staged {
-        let _ = fs::remove_file(&prepared.source);
+    let copied =
+        fs::copy(&upload.data_path, &staged).and_then(|_| fs::File::open(&staged)?.sync_all());
+    if let Err(e) = copied {
+        let _ = fs::remove_file(&staged);
+        return Err(e);
     }
-    let _ = fs::remove_file(&prepared.reservation);
-}
-
-/// Links the prepared file at its final path (never replacing a file), syncs the
-/// directory, and drops the staging copy and the reservation.
-fn link_into_place(prepared: &PreparedMove) -> io::Result<()> {
-    let target = prepared
-        .upload
-        .uploads
-        .settings()
-        .media_root
-        .join(&prepared.relative);
-    match fs::hard_link(&prepared.source, &target) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            if !same_file(&prepared.source, &target) {
-                return Err(e);
-            }
-        }
-        // File systems without hard links: a rename, after checking the name is free.
-        Err(e) if e.kind() != io::ErrorKind::NotFound && !target.try_exists()? => {
-            fs::rename(&prepared.source, &target)?
-        }
-        Err(e) => return Err(e),
-    }
-    if let Some(dir) = target.parent() {
-        fs::File::open(dir)?.sync_all()?;
-    }
-    if prepared.staged {
-        let _ = fs::remove_file(&prepared.source);
-    }
-    let _ = fs::remove_file(&prepared.reservation);
-    Ok(())
+    Ok(staged)
 }
 
 fn same_file(a: &Path, b: &Path) -> bool {

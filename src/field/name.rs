@@ -91,21 +91,28 @@ pub fn sanitize_file_name(name: &str) -> String {
     safe
 }
 
+/// Longest extension kept as one, in characters; a longer "extension" is part of the stem.
+const MAX_EXTENSION: usize = 16;
+
 /// Splits `name` into stem and extension (with its dot): `a.tar.gz` → (`a.tar`, `.gz`).
 fn split_extension(name: &str) -> (&str, &str) {
     match name.rfind('.') {
-        Some(dot) if dot > 0 => name.split_at(dot),
+        Some(dot) if dot > 0 && name[dot..].chars().count() <= MAX_EXTENSION => name.split_at(dot),
         _ => (name, ""),
     }
 }
 
-/// Characters taken by the suffix of an alternative name (`_` + 7 random).
+/// Characters (all ASCII, so also bytes) taken by the suffix of an alternative name
+/// (`_` + 7 random).
 const ALTERNATIVE_SUFFIX: usize = 8;
+
+/// Longest file name most file systems take, in bytes.
+const MAX_NAME_BYTES: usize = 255;
 
 /// The relative path to store a file at, from what `upload_to` returned: the directory
 /// part checked ([`check_relative`]), the file name made safe, and the file stem shortened
-/// so the path (with room for an alternative-name suffix) fits in `max_length`
-/// characters.
+/// so that, with room for an alternative-name suffix, the path fits in `max_length`
+/// characters and the file name in 255 bytes.
 pub(crate) fn stored_path(upload_to: &str, max_length: u32) -> Result<String, NameError> {
     let (dir, name) = match upload_to.rsplit_once('/') {
         Some((dir, name)) => (dir, name),
@@ -129,7 +136,16 @@ pub(crate) fn stored_path(upload_to: &str, max_length: u32) -> Result<String, Na
             max_length,
         });
     }
-    let stem: String = stem.chars().take(room).collect();
+    let byte_room = MAX_NAME_BYTES - extension.len() - ALTERNATIVE_SUFFIX;
+    let mut bytes = 0;
+    let stem: String = stem
+        .chars()
+        .take(room)
+        .take_while(|c| {
+            bytes += c.len_utf8();
+            bytes <= byte_room
+        })
+        .collect();
     Ok(format!("{prefix}{stem}{extension}"))
 }
 
@@ -181,6 +197,20 @@ mod tests {
         assert_eq!(path.chars().count(), 100 - ALTERNATIVE_SUFFIX);
         assert_eq!(alternative_path(&path).chars().count(), 100);
         assert!(stored_path(&format!("{}/a.pdf", "d".repeat(300)), 100).is_err());
+    }
+
+    #[test]
+    fn long_names_fit_the_file_system_in_bytes_and_long_extensions_are_not_kept_whole() {
+        let cjk = format!("{}.pdf", "報".repeat(200));
+        let path = stored_path(&cjk, 1000).unwrap();
+        let name = alternative_path(&path);
+        assert!(name.len() <= 255, "{} bytes", name.len());
+        assert!(name.ends_with(".pdf"));
+
+        let odd = format!("a.{}", "x".repeat(250));
+        let path = stored_path(&odd, 255).unwrap();
+        assert!(path.chars().count() <= 255 - ALTERNATIVE_SUFFIX, "{path}");
+        assert!(alternative_path(&path).len() <= 255);
     }
 
     #[test]

@@ -16,7 +16,7 @@
 
 use sea_orm::{
     ActiveModelTrait, ActiveValue, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, Iterable,
-    PrimaryKeyToColumn, QueryFilter, QuerySelect, Value,
+    ModelTrait, PrimaryKeyToColumn, QueryFilter, QuerySelect, Value,
 };
 use std::{
     io,
@@ -26,10 +26,10 @@ use std::{
 
 use super::{
     FileFieldOptions, ResumableFileField, UploadTo,
-    moves::{self, Destination, EarlierSave},
+    moves::{self, Commit, Destination, MoveKey},
     name::stored_path,
     sanitize_file_name,
-    value::db_error,
+    value::hook_error,
 };
 use crate::{UploadKey, UploadMeta, Uploads, media::check_relative};
 
@@ -95,8 +95,8 @@ impl<C: FileFieldOptions> FileValue for Option<ResumableFileField<C>> {
 /// The `before_save` half for one field: if `value` is a newly set pending upload, reserves
 /// its final path (from [`UploadTo`], made safe and unique) and returns the value holding
 /// that path; a newly set stored path is checked to be plain. Anything else passes
-/// through. `column` is the field's column name, used only when the options say to delete
-/// a replaced file. [`file_field_hooks!`](crate::file_field_hooks) calls this for you.
+/// through. `column` is the field's name in the model.
+/// [`file_field_hooks!`](crate::file_field_hooks) calls this for you.
 pub async fn before_save<AM, V, Db>(
     value: ActiveValue<V>,
     model: &AM,
@@ -117,12 +117,14 @@ where
         return Ok(ActiveValue::Set(new));
     };
     if let Some(path) = field.state_path() {
-        check_relative(path).map_err(db_error)?;
+        check_relative(path).map_err(hook_error)?;
         return Ok(ActiveValue::Set(new));
     }
     let Some(upload) = field.state_pending().cloned() else {
         return Ok(ActiveValue::Set(new));
     };
+    let destination = destination_of::<AM::Entity>(column)?;
+    let connection = connection_id(db);
     let replaced = if !insert && V::Options::DELETE_REPLACED {
         stored_value(model, column, db).await?
     } else {
@@ -130,80 +132,121 @@ where
     };
     let file_name = sanitize_file_name(&upload.meta.file_name);
     let wanted = <V::Options as UploadTo<AM>>::upload_to(model, &file_name);
-    let relative = stored_path(&wanted, V::Options::MAX_LENGTH).map_err(db_error)?;
-    let table = sea_orm::EntityName::table_name(&AM::Entity::default()).to_owned();
-    let column = column.to_owned();
+    let wanted = stored_path(&wanted, V::Options::MAX_LENGTH).map_err(hook_error)?;
+
     // An unfinished earlier save of this upload: refused if its row is stored (the upload
-    // is taken); taken over if it wants the same path (a retry after a failure, or the
+    // is taken); taken over if it goes to the same place (a retry after a failure, or the
     // same form submitted twice); else left to finish or go stale.
-    let take_over = match moves::earlier_save(&upload) {
+    let earlier = blocking({
+        let upload = upload.clone();
+        move || Ok(moves::earlier_save(&upload))
+    })
+    .await?;
+    let mut take_over = match earlier {
         None => None,
-        Some(earlier) if row_exists(db, &earlier).await? => {
-            return Err(db_error(format!(
-                "this upload is already saved in a row of {:?}; please upload the file again",
-                earlier.table
-            )));
+        Some(earlier) if row_holds(db, &earlier.key).await? => {
+            return Err(hook_error(ALREADY_SAVED));
         }
-        Some(earlier) if earlier.wanted == relative => Some(earlier.relative),
+        Some(earlier)
+            if earlier.wanted == wanted
+                && earlier.replaced == replaced
+                && earlier.key.destination == destination =>
+        {
+            Some(earlier.key)
+        }
         Some(_) => None,
     };
-    let upload_data = upload.data_path.clone();
-    let relative = tokio::task::spawn_blocking(move || {
-        let destination = Destination {
-            table: &table,
-            column: &column,
+    // A path some row already holds (its file deleted since) is not free either.
+    let mut avoid = Vec::new();
+    for _ in 0..4 {
+        let took_over = take_over.is_some();
+        let relative = blocking({
+            let (upload, wanted, replaced) = (upload.clone(), wanted.clone(), replaced.clone());
+            let (destination, take_over, avoid) =
+                (destination.clone(), take_over.take(), avoid.clone());
+            move || {
+                let data = upload.data_path.clone();
+                let save = moves::Save {
+                    destination: &destination,
+                    connection,
+                };
+                moves::prepare(upload, wanted, replaced, &save, take_over, &avoid)
+                    .map_err(|e| prepare_error(&e, &data))
+            }
+        })
+        .await?;
+        let key = MoveKey {
+            destination: destination.clone(),
+            relative: relative.clone(),
         };
-        moves::prepare(upload, relative, replaced, &destination, take_over)
-    })
-    .await
-    .map_err(db_error)?
-    .map_err(|e| match e.kind() {
-        // The upload's files went away: another save of it has just been stored.
-        io::ErrorKind::NotFound | io::ErrorKind::AlreadyExists if !upload_exists(&upload_data) => {
-            db_error("this upload is already saved in another row; please upload the file again")
+        if took_over || !row_holds(db, &key).await? {
+            return Ok(ActiveValue::Set(V::from_field(
+                ResumableFileField::stored_unchecked(relative),
+            )));
         }
-        _ => db_error(format!("cannot prepare the file for saving: {e}")),
-    })?;
-    Ok(ActiveValue::Set(V::from_field(
-        ResumableFileField::stored_unchecked(relative),
-    )))
+        blocking(move || {
+            moves::cancel(&key);
+            Ok(())
+        })
+        .await?;
+        avoid.push(relative);
+    }
+    Err(hook_error(format!("no free name near {wanted:?}")))
 }
 
 /// The `after_save` half for one field: if the saved row's path is one `before_save`
 /// reserved in this process, links the upload's file there, removes the upload's
-/// temporary state and, if configured, the replaced file.
-/// [`file_field_hooks!`](crate::file_field_hooks) calls this for you.
-pub async fn after_save<V: FileValue>(value: &V) -> Result<(), DbErr> {
+/// temporary state and, if configured, the replaced file. `column` is the field's name
+/// in the model. [`file_field_hooks!`](crate::file_field_hooks) calls this for you.
+pub async fn after_save<M, V, Db>(_model: &M, value: &V, column: &str, db: &Db) -> Result<(), DbErr>
+where
+    M: ModelTrait,
+    V: FileValue,
+    Db: ConnectionTrait,
+{
     let Some(path) = value.field().and_then(|f| f.state_path()) else {
         return Ok(());
     };
-    let path = path.to_owned();
-    let committed = tokio::task::spawn_blocking({
-        let path = path.clone();
-        move || moves::commit(&path)
+    let key = MoveKey {
+        destination: destination_of::<M::Entity>(column)?,
+        relative: path.to_owned(),
+    };
+    let connection = connection_id(db);
+    let committed = blocking(move || {
+        moves::commit(&key, connection).map_err(|e| {
+            hook_error(format!(
+                "the row is saved but its file could not be moved: {e}"
+            ))
+        })
     })
-    .await
-    .map_err(db_error)?
-    .map_err(|e| {
-        db_error(format!(
-            "the row is saved but its file could not be moved: {e}"
-        ))
-    })?;
-    let Some(committed) = committed else {
-        return Ok(());
+    .await?;
+    let committed = match committed {
+        Commit::Done(committed) => committed,
+        Commit::NotPrepared => return Ok(()),
+        Commit::Dropped => {
+            return Err(hook_error(
+                "the row is saved but its file was not: the save took so long that it was \
+                 given up; please upload the file again",
+            ));
+        }
     };
     let upload = &committed.upload;
-    if let Err(e) = upload
-        .uploads
-        .release(upload.chunks_upload_to, upload.key, !committed.last)
-        .await
-    {
-        tracing::warn!(key = %upload.key, error = %e, "could not remove a saved upload's chunk files");
+    if committed.release_chunks {
+        if let Err(e) = upload
+            .uploads
+            .release(upload.chunks_upload_to, upload.key)
+            .await
+        {
+            tracing::warn!(key = %upload.key, error = %e, "could not remove a saved upload's chunk files");
+        }
+        let upload = upload.clone();
+        blocking(move || {
+            moves::released(&upload);
+            Ok(())
+        })
+        .await?;
     }
-    if committed.last {
-        moves::unclaim(upload);
-    }
-    if let Some(old) = committed.replaced.filter(|old| *old != path) {
+    if let Some(old) = committed.replaced.filter(|old| old != path) {
         match upload.uploads.media().path(&old) {
             Ok(old) => match tokio::fs::remove_file(&old).await {
                 Ok(()) => {}
@@ -218,9 +261,69 @@ pub async fn after_save<V: FileValue>(value: &V) -> Result<(), DbErr> {
     Ok(())
 }
 
-/// Whether an upload's data file is still there.
-fn upload_exists(data: &Path) -> bool {
-    data.try_exists().unwrap_or(true)
+/// The message of a save refused because the upload is already in a row.
+const ALREADY_SAVED: &str =
+    "this upload is already saved in another row; please upload the file again";
+
+/// Runs blocking file work (and the move table, whose lock is held while a file is
+/// linked) off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, DbErr> + Send + 'static,
+) -> Result<T, DbErr> {
+    tokio::task::spawn_blocking(f).await.map_err(hook_error)?
+}
+
+/// A failed reservation as a hook error: the upload's data file gone means another save
+/// of it was just stored.
+fn prepare_error(e: &io::Error, data: &Path) -> DbErr {
+    match e.kind() {
+        io::ErrorKind::NotFound | io::ErrorKind::AlreadyExists if !data.exists() => {
+            hook_error(ALREADY_SAVED)
+        }
+        io::ErrorKind::AlreadyExists => hook_error(e),
+        _ => hook_error(format!("cannot prepare the file for saving: {e}")),
+    }
+}
+
+/// Which connection a save goes through, as the address of the connection sea-orm hands
+/// both hooks of one `insert`/`update`. It tells apart saves to the same table and path
+/// through different databases in one process (say, two tenants with their own media
+/// roots), whose rows `after_save` could not otherwise tell apart.
+fn connection_id<Db>(db: &Db) -> usize {
+    std::ptr::from_ref(db).addr()
+}
+
+/// The row's table and the file column's name in the database, for the field `column`.
+fn destination_of<E: EntityTrait>(column: &str) -> Result<Destination, DbErr> {
+    let entity = E::default();
+    let column = E::Column::from_str(column)
+        .map_err(|_| hook_error(format!("the entity has no column {column:?}")))?;
+    Ok(Destination {
+        schema: entity.schema_name().map(str::to_owned),
+        table: entity.table_name().to_owned(),
+        column: sea_orm::IdenStatic::as_str(&column).to_owned(),
+    })
+}
+
+/// Whether a row already holds the path of `key` in its file column.
+async fn row_holds<Db: ConnectionTrait>(db: &Db, key: &MoveKey) -> Result<bool, DbErr> {
+    use sea_orm::sea_query::{Alias, Expr, ExprTrait, Query};
+    let destination = &key.destination;
+    let mut query = Query::select();
+    query.expr(Expr::val(1));
+    let table = Alias::new(destination.table.as_str());
+    match &destination.schema {
+        Some(schema) => query.from((Alias::new(schema.as_str()), table)),
+        None => query.from(table),
+    };
+    query
+        .and_where(ExprTrait::eq(
+            Expr::col(Alias::new(destination.column.as_str())),
+            key.relative.as_str(),
+        ))
+        .limit(1);
+    let statement = db.get_database_backend().build(&query);
+    Ok(db.query_one_raw(statement).await?.is_some())
 }
 
 /// The column's current value in the database, for the row `model` is about to update.
@@ -232,7 +335,7 @@ where
     type Column<AM> = <<AM as ActiveModelTrait>::Entity as EntityTrait>::Column;
     type PrimaryKey<AM> = <<AM as ActiveModelTrait>::Entity as EntityTrait>::PrimaryKey;
     let file_column = Column::<AM>::from_str(column)
-        .map_err(|_| db_error(format!("the entity has no column {column:?}")))?;
+        .map_err(|_| hook_error(format!("the entity has no column {column:?}")))?;
     let mut select = <AM::Entity as EntityTrait>::find()
         .select_only()
         .column(file_column);
@@ -250,23 +353,6 @@ where
         .one(db)
         .await?
         .flatten())
-}
-
-/// Whether a row holding the earlier save's path exists (then that save succeeded and is
-/// about to move the file, and the upload is taken).
-async fn row_exists<Db: ConnectionTrait>(db: &Db, earlier: &EarlierSave) -> Result<bool, DbErr> {
-    use sea_orm::sea_query::{Alias, Expr, ExprTrait, Query};
-    let query = Query::select()
-        .expr(Expr::val(1))
-        .from(Alias::new(earlier.table.as_str()))
-        .and_where(ExprTrait::eq(
-            Expr::col(Alias::new(earlier.column.as_str())),
-            earlier.relative.as_str(),
-        ))
-        .limit(1)
-        .to_owned();
-    let statement = db.get_database_backend().build(&query);
-    Ok(db.query_one_raw(statement).await?.is_some())
 }
 
 /// Implements `ActiveModelBehavior` for the entity module's `ActiveModel` so that saving
@@ -321,8 +407,8 @@ async fn row_exists<Db: ConnectionTrait>(db: &Db, earlier: &EarlierSave) -> Resu
 ///         Ok(self)
 ///     }
 ///
-///     async fn after_save<C: ConnectionTrait>(model: Model, _db: &C, _insert: bool) -> Result<Model, DbErr> {
-///         sea_orm_resumable::field::after_save(&model.file).await?;
+///     async fn after_save<C: ConnectionTrait>(model: Model, db: &C, _insert: bool) -> Result<Model, DbErr> {
+///         sea_orm_resumable::field::after_save(&model, &model.file, "file", db).await?;
 ///         Ok(model)
 ///     }
 /// }
@@ -359,13 +445,16 @@ macro_rules! file_field_hooks {
 
             async fn after_save<C>(
                 model: Model,
-                _db: &C,
+                db: &C,
                 _insert: bool,
             ) -> ::std::result::Result<Model, $crate::__private::sea_orm::DbErr>
             where
                 C: $crate::__private::sea_orm::ConnectionTrait,
             {
-                $( $crate::field::after_save(&model.$field).await?; )+
+                $(
+                    $crate::field::after_save(&model, &model.$field, stringify!($field), db)
+                        .await?;
+                )+
                 Ok(model)
             }
         }

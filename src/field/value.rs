@@ -293,7 +293,26 @@ impl<C> ResumableFileField<C> {
     }
 }
 
-/// Turns a `TryGetError` into the `DbErr` sea-orm expects from hooks.
-pub(crate) fn db_error(message: impl fmt::Display) -> DbErr {
-    DbErr::Custom(message.to_string())
+/// How the save hooks' errors begin, so an app can tell them from database errors.
+const HOOK_ERROR: &str = "file field: ";
+
+/// An error of the save hooks, as the `DbErr` sea-orm expects from hooks.
+pub(crate) fn hook_error(message: impl fmt::Display) -> DbErr {
+    DbErr::Custom(format!("{HOOK_ERROR}{message}"))
+}
+
+/// The sentence of an error the file field's save hooks returned (an upload already
+/// saved, a name that cannot fit, …), to show the user; `None` for other database errors.
+///
+/// ```
+/// use sea_orm::DbErr;
+/// use sea_orm_resumable::field::save_error_message;
+/// let other = DbErr::Custom("connection reset".into());
+/// assert_eq!(save_error_message(&other), None);
+/// ```
+pub fn save_error_message(error: &DbErr) -> Option<&str> {
+    match error {
+        DbErr::Custom(message) => message.strip_prefix(HOOK_ERROR),
+        _ => None,
+    }
 }

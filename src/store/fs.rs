@@ -186,15 +186,9 @@ impl FsStore {
     }
 
     /// Removes an upload's files: the metadata first (without it the upload does not
-    /// exist), then the rest, all but the data file with `keep_data`. Files already gone
-    /// are fine.
-    pub(crate) async fn remove(&self, key: &UploadKey, keep_data: bool) -> io::Result<()> {
-        let extensions: &[&str] = if keep_data {
-            &["meta", "marks", "part"]
-        } else {
-            &["meta", "marks", "part", "data"]
-        };
-        let paths: Vec<PathBuf> = extensions.iter().map(|e| self.path(key, e)).collect();
+    /// exist), then the rest. Files already gone are fine.
+    pub(crate) async fn remove(&self, key: &UploadKey) -> io::Result<()> {
+        let paths = ["meta", "marks", "part", "data"].map(|extension| self.path(key, extension));
         blocking(move || {
             for path in paths {
                 match std::fs::remove_file(path) {

@@ -35,6 +35,10 @@ pub struct UploadMeta {
     pub chunk_size: u64,
     /// When the first chunk arrived (seconds since the Unix epoch).
     pub created_at: u64,
+    /// Random id of this upload, telling it apart from a later upload of the same
+    /// identifier (which gets the same key once this one is saved and gone).
+    #[serde(default)]
+    pub instance: String,
 }
 
 /// How a chunk was recorded: a non-zero byte per slot in the chunk record.
