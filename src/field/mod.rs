@@ -84,7 +84,9 @@ pub trait FileFieldOptions: Send + Sync + 'static {
 /// (Django's callable `upload_to`). The name given is the client's, already made safe by
 /// [`sanitize_file_name`] (Django too passes the upload's base name). Returns a path relative to the media root,
 /// file name included; its directories must be plain (no `..`), its file name is made safe
-/// ([`sanitize_file_name`]) and unique at save.
+/// ([`sanitize_file_name`]) and unique at save. The model is the `ActiveModel` being saved:
+/// on an update, fields the update does not set are `NotSet` (read them with
+/// `try_as_ref()` and decide what a missing value means).
 ///
 /// ```
 /// use sea_orm_resumable::field::{FileFieldOptions, UploadTo};

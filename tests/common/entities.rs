@@ -21,8 +21,10 @@ pub mod attachment {
     }
     impl UploadTo<ActiveModel> for OwnerFile {
         fn upload_to(model: &ActiveModel, file_name: &str) -> String {
-            let owner = model.owner.try_as_ref().copied().unwrap_or_default();
-            format!("users/{owner}/{file_name}")
+            match model.owner.try_as_ref() {
+                Some(owner) => format!("users/{owner}/{file_name}"),
+                None => format!("users/unknown/{file_name}"),
+            }
         }
     }
 
