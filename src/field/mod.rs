@@ -76,7 +76,8 @@ pub trait FileFieldOptions: Send + Sync + 'static {
     const MAX_LENGTH: u32 = 255;
     /// Delete the old file once an update has replaced it with a new upload (default
     /// `false`, as in Django: the old file stays). Setting the column to `None` or to an
-    /// already stored path never deletes anything.
+    /// already stored path never deletes anything. Rows sharing one file (the same upload
+    /// submitted twice at once, or a path copied with `stored`) lose it together.
     const DELETE_REPLACED: bool = false;
 }
 

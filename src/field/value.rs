@@ -79,7 +79,8 @@ pub enum FileFieldError {
 impl<C: FileFieldOptions> ResumableFileField<C> {
     /// A value referring to a file already stored at `relative_path` (relative to the
     /// media root). Saving checks the path is plain (no `..`, not absolute); the file
-    /// itself is not looked at.
+    /// itself is not looked at, and a path into a chunk directory is stored but never
+    /// opened or linked ([`Media`] refuses private directories).
     pub fn stored(relative_path: impl Into<String>) -> Self {
         Self::with_state(State::Stored(relative_path.into()))
     }
