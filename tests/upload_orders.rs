@@ -4,6 +4,7 @@ mod common;
 
 use common::*;
 use rand::seq::SliceRandom;
+use sea_orm_resumable::{Scope, UploadKey};
 
 const CHUNK: u64 = 64 * 1024;
 
@@ -249,4 +250,44 @@ async fn a_parameter_namespace_and_renamed_file_part_are_recognised() {
             .unwrap()
             .contains("upload_resumableChunkNumber")
     );
+}
+
+sea_orm_resumable::file_field! {
+    /// A field with its own chunk directory.
+    struct Covers { chunks_upload_to: "cover_chunks" }
+}
+
+#[tokio::test]
+async fn uploads_naming_a_registered_field_go_to_its_chunk_directory() {
+    let media = tempfile::tempdir().unwrap();
+    let server = TestServer::start_configured(settings(media.path()), |builder| {
+        builder.field::<Covers>("cover")
+    })
+    .await;
+    for (body, prefix) in [(Body::Multipart, "resumable"), (Body::Octet, "flow")] {
+        let mut upload = FileUpload::new(&server.url, random_bytes(300_000, 7), 100_000);
+        (upload.body, upload.prefix, upload.field) = (body, prefix, Some("cover".into()));
+        upload.send_all(vec![3, 1, 2], 2).await;
+        let key = UploadKey::derive(&Scope::anonymous(), &upload.identifier);
+        let stored = media.path().join(format!("cover_chunks/{key}.data"));
+        assert_eq!(sha256_file(&stored), sha256(&upload.data), "{prefix}");
+        assert!(
+            !upload.stored_path(media.path()).exists(),
+            "not in the default directory"
+        );
+        assert_eq!(upload.test(1).await.0, 200, "tests name the field too");
+        upload.field = None;
+        assert_eq!(
+            upload.test(1).await.0,
+            204,
+            "the default directory has no such upload"
+        );
+    }
+    let mut stray = FileUpload::new(&server.url, random_bytes(1000, 8), 1000);
+    stray.field = Some("avatar".into());
+    let refused = stray.send(1).await;
+    assert_eq!(refused.status(), 400);
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(body["error"], "unknown upload field \"avatar\"");
+    server.stop().await;
 }

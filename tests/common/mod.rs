@@ -2,7 +2,9 @@
 #![allow(dead_code)]
 
 use axum::{Router, http::request::Parts};
-use sea_orm_resumable::{CompletedUpload, Scope, Secret, Settings, UploadKey, Uploads, router};
+use sea_orm_resumable::{
+    CompletedUpload, Scope, Secret, Settings, UploadKey, Uploads, UploadsBuilder, router,
+};
 use sha2::{Digest, Sha256};
 use std::{
     net::SocketAddr,
@@ -43,17 +45,23 @@ impl TestServer {
     }
 
     pub async fn start_with(settings: Settings) -> Self {
+        Self::start_configured(settings, |builder| builder).await
+    }
+
+    /// A server whose upload service the test configures further (fields, …).
+    pub async fn start_configured(
+        settings: Settings,
+        configure: impl FnOnce(UploadsBuilder) -> UploadsBuilder,
+    ) -> Self {
         let completions: Arc<Mutex<Vec<CompletedUpload>>> = Arc::default();
         let seen = completions.clone();
-        let uploads = Uploads::builder(settings, secret())
+        let builder = Uploads::builder(settings, secret())
             .scope(|parts: &Parts| {
                 let user = parts.headers.get(USER_HEADER).and_then(|v| v.to_str().ok());
                 Some(user.map(Scope::new).unwrap_or_else(Scope::anonymous))
             })
-            .on_complete(move |done| seen.lock().unwrap().push(done.clone()))
-            .build()
-            .await
-            .unwrap();
+            .on_complete(move |done| seen.lock().unwrap().push(done.clone()));
+        let uploads = configure(builder).build().await.unwrap();
         let app = Router::new().nest_service("/resumable_upload", router(uploads.clone()));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -146,6 +154,8 @@ pub struct FileUpload {
     pub prefix: &'static str,
     /// Name of the multipart part holding the chunk.
     pub file_part: &'static str,
+    /// The registered model field the upload is for (`<prefix>Field`).
+    pub field: Option<String>,
 }
 
 impl FileUpload {
@@ -163,6 +173,7 @@ impl FileUpload {
             body: Body::Multipart,
             prefix: "resumable",
             file_part: "file",
+            field: None,
         }
     }
 
@@ -189,7 +200,7 @@ impl FileUpload {
     pub fn params(&self, n: u64) -> Vec<(String, String)> {
         let range = self.range(n);
         let p = self.prefix;
-        vec![
+        [
             (format!("{p}ChunkNumber"), n.to_string()),
             (format!("{p}ChunkSize"), self.chunk_size.to_string()),
             (format!("{p}CurrentChunkSize"), range.len().to_string()),
@@ -199,6 +210,9 @@ impl FileUpload {
             (format!("{p}RelativePath"), self.filename.clone()),
             (format!("{p}TotalChunks"), self.chunk_count().to_string()),
         ]
+        .into_iter()
+        .chain(self.field.iter().map(|f| (format!("{p}Field"), f.clone())))
+        .collect()
     }
 
     fn with_user(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
