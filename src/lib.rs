@@ -39,8 +39,10 @@
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
 
+pub mod assets;
 mod error;
 pub mod field;
+pub mod form;
 mod handler;
 pub mod layout;
 pub mod media;
@@ -51,6 +53,7 @@ mod store;
 mod token;
 mod upload;
 mod uploads;
+pub mod widget;
 
 pub use error::UploadError;
 pub use field::{FileFieldError, ResumableFileField};
@@ -62,6 +65,7 @@ pub use settings::{DEFAULT_CHUNK_SUBDIR, Settings};
 pub use store::UploadMeta;
 pub use token::{MIN_SECRET_BYTES, Secret, TokenError, UploadKey, UploadToken};
 pub use uploads::{CompletedUpload, UploadStatus, Uploads, UploadsBuilder};
+pub use widget::Widget;
 
 /// What the crate's macros need, re-exported so apps do not depend on it themselves.
 #[doc(hidden)]

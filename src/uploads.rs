@@ -506,6 +506,26 @@ impl Uploads {
         })
     }
 
+    /// The status of the upload `token` names, for the user of `scope`, in the chunk
+    /// directory `chunks_upload_to`: what a form shows again after an error.
+    pub async fn upload_status(
+        &self,
+        scope: &Scope,
+        token: &str,
+        chunks_upload_to: Option<&str>,
+    ) -> Result<UploadStatus, FileFieldError> {
+        let key = self.inner.secret.verify(scope, token)?;
+        let registry = self
+            .registry(chunks_upload_to)
+            .ok_or(FileFieldError::UnknownUpload)?;
+        let upload = registry
+            .find(key)
+            .await
+            .map_err(|e| FileFieldError::Io(io::Error::other(e.to_string())))?
+            .ok_or(FileFieldError::UnknownUpload)?;
+        Ok(self.status(scope, &upload))
+    }
+
     /// Removes a saved upload's files from its chunk directory and forgets it: its token
     /// no longer names an upload.
     pub(crate) async fn release(

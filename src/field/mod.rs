@@ -74,6 +74,14 @@ pub trait FileFieldOptions: Send + Sync + 'static {
     const CHUNKS_UPLOAD_TO: Option<&'static str> = None;
     /// Length of the varchar column (default 255); stored paths are kept within it.
     const MAX_LENGTH: u32 = 255;
+    /// Largest file the field's form input accepts, in bytes (`None`: the upload
+    /// service's own limit). Checked by [`FileInput`](crate::form::FileInput).
+    const MAX_SIZE: Option<u64> = None;
+    /// Content types the field's form input accepts, judged from the file's first bytes
+    /// (magic numbers), not from what the browser claims: `"application/pdf"`,
+    /// `"image/*"`, `"text/*"` (valid UTF-8 without a known signature is `text/plain`).
+    /// Empty: any type.
+    const CONTENT_TYPES: &'static [&'static str] = &[];
     /// Delete the old file once an update has replaced it with a new upload (default
     /// `false`, as in Django: the old file stays). Setting the column to `None` or to an
     /// already stored path never deletes anything. Rows sharing one file (the same upload
@@ -127,7 +135,7 @@ pub fn upload_to_directory(directory: &str, file_name: &str) -> String {
 
 /// Declares a file-field options type from `key: value` pairs (all optional):
 /// `upload_to: "dir/%Y/%m"`, `chunks_upload_to: "dir"`, `max_length: 255`,
-/// `delete_replaced: true`. For an `upload_to` computed from the model, implement
+/// `delete_replaced: true`, `max_size: 10 << 20`, `content_types: ["image/*"]`. For an `upload_to` computed from the model, implement
 /// [`FileFieldOptions`] and [`UploadTo`] by hand instead.
 ///
 /// ```
@@ -139,9 +147,12 @@ pub fn upload_to_directory(directory: &str, file_name: &str) -> String {
 ///         upload_to: "contracts/%Y",
 ///         chunks_upload_to: "contract_chunks",
 ///         max_length: 300,
+///         max_size: 50 << 20,
+///         content_types: ["application/pdf"],
 ///     }
 /// }
 /// assert_eq!(ContractFile::MAX_LENGTH, 300);
+/// assert_eq!(ContractFile::CONTENT_TYPES, ["application/pdf"]);
 /// assert_eq!(ContractFile::CHUNKS_UPLOAD_TO, Some("contract_chunks"));
 /// ```
 #[macro_export]
@@ -181,5 +192,11 @@ macro_rules! __file_field_option {
     };
     (delete_replaced $value:expr) => {
         const DELETE_REPLACED: bool = $value;
+    };
+    (max_size $value:expr) => {
+        const MAX_SIZE: Option<u64> = Some($value);
+    };
+    (content_types $value:expr) => {
+        const CONTENT_TYPES: &'static [&'static str] = &$value;
     };
 }

@@ -57,6 +57,25 @@ pub enum FileFieldError {
         "the upload field with chunk directory {0:?} is not registered (UploadsBuilder::field)"
     )]
     NotRegistered(&'static str),
+    /// The form's file input was left empty on a required field.
+    #[error("please upload a file")]
+    Required,
+    /// The file is larger than the field allows.
+    #[error("the file is too large ({size} bytes; at most {max} bytes are allowed)")]
+    TooLarge {
+        /// The file's size.
+        size: u64,
+        /// The field's limit.
+        max: u64,
+    },
+    /// The file's content (its first bytes) is not of an allowed type.
+    #[error("this file's content is {found}, which is not allowed here (allowed: {})", allowed.join(", "))]
+    ContentType {
+        /// The type found from the file's first bytes.
+        found: String,
+        /// The field's allowed types.
+        allowed: Vec<String>,
+    },
     /// Some chunks are still missing.
     #[error("the upload is not complete yet ({received} of {total} chunks received)")]
     Incomplete {

@@ -1,0 +1,504 @@
+/*
+ * sea-orm-resumable widget client.
+ *
+ * Uploads a file in chunks with the resumable.js protocol (resumableChunkNumber, …) to the
+ * widget's data-target: each chunk is first tested (GET; 200 = stored, 204 = send it) and
+ * then sent (POST, multipart), several at once. Network trouble and 5xx answers are
+ * retried with growing pauses; 4xx answers stop the upload and show the server's message.
+ * Pausing aborts the requests in flight; resuming (or picking the same file again after a
+ * page reload) tests every chunk again, so only the missing ones are sent. When the server
+ * says the upload is complete, its token goes into the hidden input the form posts.
+ *
+ * Markup: see the crate's Widget (data-resumable-widget and data-rw-* attributes).
+ * A page with <meta name="csrf-token" content="…"> gets that token sent as the
+ * X-CSRF-Token header on every request.
+ */
+(function () {
+  'use strict';
+
+  var RETRY_FIRST_MS = 500;
+  var RETRY_MAX_MS = 30000;
+  var MAX_ATTEMPTS = 12;
+
+  function csrfToken() {
+    var meta = document.querySelector('meta[name="csrf-token"]');
+    return meta ? meta.getAttribute('content') : null;
+  }
+
+  /** resumable.js's default identifier, with the modification time: the same file picked
+   *  again (after a reload) gets the same identifier and so resumes. */
+  function identifierOf(file) {
+    var name = (file.webkitRelativePath || file.name).replace(/[^0-9A-Za-z_-]/g, '');
+    return file.size + '-' + name + '-' + (file.lastModified || 0);
+  }
+
+  function humanSize(bytes) {
+    var units = ['bytes', 'kB', 'MB', 'GB', 'TB'];
+    var value = bytes;
+    var unit = 0;
+    while (value >= 1000 && unit < units.length - 1) {
+      value /= 1000;
+      unit += 1;
+    }
+    return unit === 0 ? bytes + ' bytes' : value.toFixed(1) + ' ' + units[unit];
+  }
+
+  /** The server's one-line message from a JSON error body, or a fallback. */
+  function messageOf(text, status) {
+    try {
+      var body = JSON.parse(text);
+      if (body && typeof body.error === 'string') {
+        return body.error;
+      }
+    } catch (e) {
+      /* not JSON */
+    }
+    return 'the server refused the upload (HTTP ' + status + ')';
+  }
+
+  /**
+   * One file's upload. Events (callbacks in `on`): progress(bytesDone, total),
+   * complete(status), error(message), state(name) with name in
+   * uploading | paused | retrying | complete | failed | cancelled.
+   */
+  function Upload(file, options, on) {
+    this.file = file;
+    this.target = options.target;
+    this.field = options.field || null;
+    this.chunkSize = Math.max(1, options.chunkSize || 4 * 1024 * 1024);
+    this.simultaneous = Math.max(1, options.simultaneous || 3);
+    this.on = on;
+    this.identifier = identifierOf(file);
+    this.total = Math.max(1, Math.floor(file.size / this.chunkSize));
+    this.done = {};
+    this.doneBytes = 0;
+    this.inFlight = {};
+    this.queue = [];
+    this.running = false;
+    this.finished = false;
+    this.attempts = 0;
+    this.retryTimer = null;
+  }
+
+  Upload.prototype.range = function (n) {
+    var start = (n - 1) * this.chunkSize;
+    var end = n === this.total ? this.file.size : n * this.chunkSize;
+    return [start, end];
+  };
+
+  Upload.prototype.params = function (n) {
+    var range = this.range(n);
+    var params = {
+      resumableChunkNumber: String(n),
+      resumableChunkSize: String(this.chunkSize),
+      resumableCurrentChunkSize: String(range[1] - range[0]),
+      resumableTotalSize: String(this.file.size),
+      resumableType: this.file.type || '',
+      resumableIdentifier: this.identifier,
+      resumableFilename: this.file.name,
+      resumableRelativePath: this.file.webkitRelativePath || this.file.name,
+      resumableTotalChunks: String(this.total)
+    };
+    if (this.field) {
+      params.resumableField = this.field;
+    }
+    return params;
+  };
+
+  Upload.prototype.start = function () {
+    if (this.finished || this.running) {
+      return;
+    }
+    this.running = true;
+    this.queue = [];
+    for (var n = 1; n <= this.total; n++) {
+      if (!this.done[n]) {
+        this.queue.push(n);
+      }
+    }
+    this.on.state('uploading');
+    for (var i = 0; i < this.simultaneous; i++) {
+      this.next();
+    }
+  };
+
+  /** Fills the free request slots now (after a retry pause, or when back online). */
+  Upload.prototype.kick = function () {
+    if (!this.running) {
+      return;
+    }
+    clearTimeout(this.retryTimer);
+    this.on.state('uploading');
+    var free = this.simultaneous - Object.keys(this.inFlight).length;
+    for (var i = 0; i < free; i++) {
+      this.next();
+    }
+  };
+
+  Upload.prototype.pause = function () {
+    this.running = false;
+    clearTimeout(this.retryTimer);
+    this.abortAll();
+    this.on.state('paused');
+  };
+
+  Upload.prototype.cancel = function () {
+    this.running = false;
+    this.finished = true;
+    clearTimeout(this.retryTimer);
+    this.abortAll();
+    this.on.state('cancelled');
+  };
+
+  Upload.prototype.abortAll = function () {
+    var flying = this.inFlight;
+    this.inFlight = {};
+    Object.keys(flying).forEach(function (n) {
+      flying[n].abort();
+    });
+  };
+
+  Upload.prototype.bytesNow = function () {
+    var bytes = this.doneBytes;
+    var flying = this.inFlight;
+    Object.keys(flying).forEach(function (n) {
+      bytes += flying[n].loaded || 0;
+    });
+    return Math.min(bytes, this.file.size);
+  };
+
+  /** Starts the next queued chunk, if running and a slot is free. */
+  Upload.prototype.next = function () {
+    if (!this.running || this.finished) {
+      return;
+    }
+    var n = this.queue.shift();
+    if (n === undefined) {
+      return;
+    }
+    this.testChunk(n);
+  };
+
+  Upload.prototype.request = function (method, n, body) {
+    var self = this;
+    var xhr = new XMLHttpRequest();
+    var url = this.target;
+    if (method === 'GET') {
+      var query = new URLSearchParams(this.params(n)).toString();
+      url += (url.indexOf('?') >= 0 ? '&' : '?') + query;
+    }
+    xhr.open(method, url);
+    var csrf = csrfToken();
+    if (csrf) {
+      xhr.setRequestHeader('X-CSRF-Token', csrf);
+    }
+    var handle = { loaded: 0, abort: function () { xhr.abort(); } };
+    this.inFlight[n] = handle;
+    if (method === 'POST') {
+      xhr.upload.onprogress = function (event) {
+        handle.loaded = event.loaded;
+        self.on.progress(self.bytesNow(), self.file.size);
+      };
+    }
+    return new Promise(function (resolve) {
+      xhr.onload = function () {
+        resolve({ status: xhr.status, text: xhr.responseText, handle: handle });
+      };
+      xhr.onerror = xhr.ontimeout = function () {
+        resolve({ status: 0, text: '', handle: handle });
+      };
+      xhr.onabort = function () {
+        resolve({ status: -1, text: '', handle: handle });
+      };
+      xhr.send(body || null);
+    });
+  };
+
+  Upload.prototype.testChunk = function (n) {
+    var self = this;
+    this.request('GET', n).then(function (answer) {
+      if (self.inFlight[n] !== answer.handle) {
+        return; // aborted (pause, cancel)
+      }
+      delete self.inFlight[n];
+      if (answer.status === 200 || answer.status === 201) {
+        self.chunkDone(n, answer.text);
+      } else if (answer.status === 204 || answer.status === 404) {
+        self.sendChunk(n);
+      } else {
+        self.failed(n, answer);
+      }
+    });
+  };
+
+  Upload.prototype.sendChunk = function (n) {
+    var self = this;
+    var range = this.range(n);
+    var form = new FormData();
+    var params = this.params(n);
+    Object.keys(params).forEach(function (key) {
+      form.append(key, params[key]);
+    });
+    form.append('file', this.file.slice(range[0], range[1]), 'blob');
+    this.request('POST', n, form).then(function (answer) {
+      if (self.inFlight[n] !== answer.handle) {
+        return;
+      }
+      delete self.inFlight[n];
+      if (answer.status === 200 || answer.status === 201) {
+        self.chunkDone(n, answer.text);
+      } else {
+        self.failed(n, answer);
+      }
+    });
+  };
+
+  Upload.prototype.chunkDone = function (n, text) {
+    if (!this.done[n]) {
+      this.done[n] = true;
+      var range = this.range(n);
+      this.doneBytes += range[1] - range[0];
+    }
+    this.attempts = 0;
+    var status = null;
+    try {
+      status = JSON.parse(text);
+    } catch (e) {
+      status = null;
+    }
+    this.on.progress(this.bytesNow(), this.file.size);
+    if (status && status.complete && !this.finished) {
+      this.finished = true;
+      this.running = false;
+      this.abortAll();
+      this.on.complete(status);
+      return;
+    }
+    this.next();
+  };
+
+  /** A chunk's request failed: 4xx is final (the server's message is shown); anything
+   *  else (network, 5xx) is retried after a growing pause. */
+  Upload.prototype.failed = function (n, answer) {
+    var self = this;
+    if (answer.status >= 400 && answer.status < 500) {
+      this.running = false;
+      this.finished = true;
+      this.abortAll();
+      this.on.error(messageOf(answer.text, answer.status));
+      this.on.state('failed');
+      return;
+    }
+    this.queue.unshift(n);
+    this.attempts += 1;
+    if (this.attempts > MAX_ATTEMPTS * this.simultaneous) {
+      this.pause();
+      this.on.error('the connection keeps failing; press Resume to try again');
+      return;
+    }
+    var wait = Math.min(RETRY_MAX_MS, RETRY_FIRST_MS * Math.pow(2, Math.floor(this.attempts / this.simultaneous)));
+    wait = wait / 2 + Math.random() * wait / 2;
+    this.on.state('retrying');
+    clearTimeout(this.retryTimer);
+    this.retryTimer = setTimeout(function () {
+      self.kick();
+    }, wait);
+  };
+
+  /** Wires one widget's markup. */
+  function init(root) {
+    if (root.__resumableWidget) {
+      return root.__resumableWidget;
+    }
+    var find = function (name) {
+      return root.querySelector('[data-rw-' + name + ']');
+    };
+    var input = root.querySelector('input[type="file"]');
+    var token = find('token');
+    var fileBox = find('file');
+    var nameBox = find('name');
+    var sizeBox = find('size');
+    var progress = find('progress');
+    var statusBox = find('status');
+    var pauseButton = find('pause');
+    var resumeButton = find('resume');
+    var cancelButton = find('cancel');
+    var errors = find('errors');
+    var drop = find('drop');
+    var maxSize = root.dataset.maxSize ? Number(root.dataset.maxSize) : null;
+    var upload = null;
+    var speed = { bytes: 0, time: 0, value: 0 };
+
+    function showError(message) {
+      var item = document.createElement('li');
+      item.textContent = message;
+      errors.appendChild(item);
+    }
+
+    function clearErrors() {
+      while (errors.firstChild) {
+        errors.removeChild(errors.firstChild);
+      }
+    }
+
+    function setButtons(state) {
+      pauseButton.hidden = !(state === 'uploading' || state === 'retrying');
+      resumeButton.hidden = state !== 'paused';
+      cancelButton.hidden = !(state === 'uploading' || state === 'retrying' || state === 'paused');
+    }
+
+    function setStatus(text) {
+      statusBox.textContent = text;
+    }
+
+    function onProgress(done, total) {
+      var percent = total > 0 ? Math.floor((done * 100) / total) : 100;
+      progress.value = percent;
+      var now = Date.now();
+      if (speed.time === 0) {
+        speed.time = now;
+        speed.bytes = done;
+      } else if (now - speed.time >= 1000) {
+        var rate = ((done - speed.bytes) * 1000) / (now - speed.time);
+        speed.value = speed.value ? speed.value * 0.5 + rate * 0.5 : rate;
+        speed.time = now;
+        speed.bytes = done;
+      }
+      var text = percent + '%';
+      if (speed.value > 0) {
+        text += ' · ' + humanSize(speed.value) + '/s';
+      }
+      setStatus(text);
+    }
+
+    function begin(file) {
+      if (upload) {
+        upload.cancel();
+      }
+      clearErrors();
+      token.value = '';
+      nameBox.textContent = file.name;
+      sizeBox.textContent = humanSize(file.size);
+      fileBox.hidden = false;
+      progress.value = 0;
+      speed = { bytes: 0, time: 0, value: 0 };
+      if (maxSize !== null && file.size > maxSize) {
+        showError('the file is too large (' + humanSize(file.size) + '; at most ' + humanSize(maxSize) + ')');
+        setStatus('');
+        setButtons('failed');
+        return;
+      }
+      upload = new Upload(
+        file,
+        {
+          target: root.dataset.target,
+          field: root.dataset.field,
+          chunkSize: Number(root.dataset.chunkSize),
+          simultaneous: Number(root.dataset.simultaneous)
+        },
+        {
+          progress: onProgress,
+          complete: function (status) {
+            token.value = status.token;
+            input.required = false;
+            progress.value = 100;
+            setStatus('Uploaded');
+            setButtons('complete');
+            root.dispatchEvent(new CustomEvent('resumable:complete', { detail: status, bubbles: true }));
+          },
+          error: function (message) {
+            showError(message);
+            root.dispatchEvent(new CustomEvent('resumable:error', { detail: message, bubbles: true }));
+          },
+          state: function (state) {
+            root.dataset.state = state;
+            setButtons(state);
+            if (state === 'paused') {
+              setStatus('Paused at ' + progress.value + '%');
+            } else if (state === 'retrying') {
+              setStatus('Connection lost, retrying… (' + progress.value + '%)');
+            } else if (state === 'failed') {
+              setStatus('Failed');
+            } else if (state === 'cancelled') {
+              setStatus('');
+            }
+          }
+        }
+      );
+      upload.start();
+    }
+
+    input.addEventListener('change', function () {
+      if (input.files && input.files[0]) {
+        begin(input.files[0]);
+      }
+    });
+    pauseButton.addEventListener('click', function () {
+      if (upload) {
+        upload.pause();
+      }
+    });
+    resumeButton.addEventListener('click', function () {
+      if (upload) {
+        upload.start();
+      }
+    });
+    cancelButton.addEventListener('click', function () {
+      if (upload) {
+        upload.cancel();
+        upload = null;
+      }
+      token.value = '';
+      input.value = '';
+      fileBox.hidden = true;
+      progress.value = 0;
+      setButtons('cancelled');
+    });
+    if (drop) {
+      drop.addEventListener('dragover', function (event) {
+        event.preventDefault();
+        drop.classList.add('rw-over');
+      });
+      drop.addEventListener('dragleave', function () {
+        drop.classList.remove('rw-over');
+      });
+      drop.addEventListener('drop', function (event) {
+        event.preventDefault();
+        drop.classList.remove('rw-over');
+        var files = event.dataTransfer && event.dataTransfer.files;
+        if (files && files[0]) {
+          begin(files[0]);
+        }
+      });
+    }
+    // Browsers come back online: carry on by itself.
+    window.addEventListener('online', function () {
+      if (upload) {
+        upload.kick();
+      }
+    });
+    var api = {
+      upload: function () {
+        return upload;
+      },
+      begin: begin
+    };
+    root.__resumableWidget = api;
+    return api;
+  }
+
+  function initAll() {
+    var roots = document.querySelectorAll('[data-resumable-widget]');
+    for (var i = 0; i < roots.length; i++) {
+      init(roots[i]);
+    }
+  }
+
+  if (document.readyState === 'loading') {
+    document.addEventListener('DOMContentLoaded', initAll);
+  } else {
+    initAll();
+  }
+
+  window.ResumableWidget = { init: init, initAll: initAll, Upload: Upload, identifierOf: identifierOf };
+})();
