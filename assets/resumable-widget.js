@@ -399,6 +399,7 @@
         {
           progress: onProgress,
           complete: function (status) {
+            root.dataset.state = 'complete';
             token.value = status.token;
             input.required = false;
             progress.value = 100;

@@ -172,7 +172,7 @@ async fn upload_form_row_file_round_trip(extra: &[&str]) {
     for (token, reason) in [
         (token.as_str(), "this upload no longer exists"),
         ("0123.abc", "the upload token is not valid"),
-        ("", "Please upload a file first."),
+        ("", "please upload a file"),
     ] {
         let refused = site.post_document("Again", token).await;
         assert_eq!(refused.status(), 422, "{token:?}");

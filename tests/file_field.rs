@@ -66,7 +66,7 @@ impl Fixture {
 
     /// Uploads `bytes` as `name` in 64 KiB chunks (for `field`, if given); the token.
     async fn upload(&self, field: Option<&str>, name: &str, bytes: &[u8]) -> UploadToken {
-        upload_as(&self.uploads, &self.scope, field, name, bytes).await
+        common::upload_direct(&self.uploads, &self.scope, field, name, bytes).await
     }
 
     async fn document(&self, token: &UploadToken) -> ResumableFileField<DocumentFile> {
@@ -139,41 +139,7 @@ impl Fixture {
     }
 }
 
-const CHUNK: u64 = 64 * 1024;
-
-async fn upload_as(
-    uploads: &Uploads,
-    scope: &Scope,
-    field: Option<&str>,
-    name: &str,
-    bytes: &[u8],
-) -> UploadToken {
-    let total = bytes.len() as u64;
-    let chunks = (total / CHUNK).max(1);
-    let identifier = format!("{total}-{name}-{}", uuid::Uuid::new_v4().simple());
-    let mut token = None;
-    for n in 1..=chunks {
-        let start = (n - 1) * CHUNK;
-        let end = if n == chunks { total } else { n * CHUNK };
-        let params = ChunkParams {
-            chunk_number: n,
-            chunk_size: CHUNK,
-            current_chunk_size: end - start,
-            total_size: total,
-            identifier: identifier.clone(),
-            filename: name.into(),
-            relative_path: None,
-            content_type: None,
-            file_part: "file".into(),
-            field: field.map(str::to_owned),
-        };
-        let body = Bytes::copy_from_slice(&bytes[start as usize..end as usize]);
-        let stream = futures_util::stream::iter([Ok::<_, std::io::Error>(body)]);
-        let status = uploads.receive_chunk(scope, &params, stream).await.unwrap();
-        token = Some(status.token);
-    }
-    token.unwrap()
-}
+const CHUNK: u64 = common::DIRECT_CHUNK;
 
 /// `documents/<year>/<month>/` today (UTC), as `upload_to: "documents/%Y/%m"` gives.
 fn this_month() -> String {

@@ -2,7 +2,8 @@
 # Runs every test of sea-orm-resumable on a Debian machine with a Rust toolchain.
 # Whatever the tests need beyond Rust is installed here first, so that the same command
 # works on a fresh machine and in CI: a PostgreSQL server (apt-get, started, a database
-# created; DATABASE_URL exported). Needs root for apt-get and the server.
+# created; DATABASE_URL exported), Chromium (apt-get) and the browser tests' npm packages
+# (npm ci). Needs root for apt-get and the server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +14,17 @@ if [ -z "${DATABASE_URL:-}" ]; then
 fi
 export DATABASE_URL
 echo "PostgreSQL tests use $DATABASE_URL" >&2
+
+# Browser tests: Debian's Chromium, driven by playwright-core from npm (with the genuine
+# resumablejs and @flowjs/flow.js packages), on the machine's Node.js.
+if [ ! -x /usr/bin/chromium ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+fi
+if ! command -v npm >/dev/null; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm
+fi
+(cd tests/browser && npm ci --no-audit --no-fund)
 
 # The storage-fault tests mount small tmpfs filesystems: they need root and `mount`
 # (util-linux, present on Debian).
@@ -25,3 +37,5 @@ fi
 cargo build --workspace -j"${JOBS:-2}" --examples
 cargo test --workspace -j"${JOBS:-2}" --all-targets
 cargo test --workspace -j"${JOBS:-2}" --doc
+# The browser tests drive the example server built above (target/debug/examples).
+(cd tests/browser && npm test)

@@ -9,7 +9,14 @@ use axum::{
     routing::{get, post},
 };
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, DatabaseConnection, EntityTrait, QueryOrder};
-use sea_orm_resumable::{ResumableFileField, Uploads, field::save_error_message, router};
+use sea_orm_resumable::{
+    Uploads, Widget,
+    assets::{Assets, assets_router},
+    field::save_error_message,
+    form::FileInput,
+    router,
+    widget::Escaped,
+};
 use serde::Deserialize;
 use tower::ServiceExt;
 use tower_http::services::ServeFile;
@@ -30,6 +37,7 @@ pub fn routes(app: App) -> Router {
         .route("/documents", post(create_document))
         .route("/documents/{id}", get(show_document))
         .route("/media/{*path}", get(media_file))
+        .nest_service(ASSETS_URL, assets_router())
         .nest_service("/resumable_upload", router(app.uploads.clone()))
         .with_state(app)
 }
@@ -39,13 +47,30 @@ pub fn routes(app: App) -> Router {
 pub struct DocumentForm {
     #[serde(default)]
     title: String,
-    /// The upload token the endpoint answered with.
+    /// The widget's hidden input: the upload token.
     #[serde(default)]
-    file: String,
+    file: FileInput<DocumentFile>,
 }
+
+/// Where the widget uploads, and where its script and stylesheet are served.
+const UPLOAD_URL: &str = "/resumable_upload/";
+const ASSETS_URL: &str = "/static/resumable";
 
 /// `GET /`: the document form and the list of documents.
 async fn index(State(app): State<App>) -> Result<Html<String>, AppError> {
+    let form = document_form(
+        "",
+        Widget::for_field::<DocumentFile>("file", UPLOAD_URL),
+        None,
+    );
+    Ok(page(
+        "Documents",
+        &format!("{form}{}", document_list(&app).await?),
+    ))
+}
+
+/// The list of documents, newest first.
+async fn document_list(app: &App) -> Result<String, AppError> {
     let documents = document::Entity::find()
         .order_by_desc(document::Column::Id)
         .all(&app.db)
@@ -56,71 +81,67 @@ async fn index(State(app): State<App>) -> Result<Html<String>, AppError> {
             format!(
                 "<li><a href=\"/documents/{}\">{}</a></li>",
                 d.id,
-                escape(&d.title)
+                Escaped(&d.title)
             )
         })
         .collect();
-    Ok(page(
-        "Documents",
-        &format!(
-            "{}<h2>All documents</h2><ul>{items}</ul>",
-            document_form("", "", None)
-        ),
+    Ok(format!(
+        "<h2>All documents</h2><ul id=\"documents\">{items}</ul>"
     ))
 }
 
-/// `POST /documents`: a row from a title and a completed upload's token; 303 to its page.
+/// `POST /documents`: a row from a title and a completed upload's token; 303 to its page,
+/// or the form again (422) with the reasons, keeping a completed upload.
 async fn create_document(
     State(app): State<App>,
     parts: Parts,
     Form(form): Form<DocumentForm>,
 ) -> Result<Response, AppError> {
-    let invalid = |reason: String| {
-        let body = document_form(&form.title, &form.file, Some(&reason));
-        (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            page("Invalid document", &body),
-        )
-            .into_response()
+    let scope = app.uploads.scope_of(&parts).ok();
+    let title = form.title.trim();
+    let title_error = title
+        .is_empty()
+        .then_some("Please give the document a title.");
+    let file = match &scope {
+        Some(scope) => form.file.clean(&app.uploads, scope).await,
+        None => Err(sea_orm_resumable::FileFieldError::UnknownUpload),
     };
-    if form.title.trim().is_empty() {
-        return Ok(invalid("Please give the document a title.".into()));
-    }
-    if form.file.trim().is_empty() {
-        return Ok(invalid("Please upload a file first.".into()));
-    }
-    let scope = match app.uploads.scope_of(&parts) {
-        Ok(scope) => scope,
-        Err(e) => return Ok(invalid(e.to_string())),
+    let saved = match (title_error, file) {
+        (None, Ok(file)) => document::ActiveModel {
+            title: Set(title.to_owned()),
+            file: Set(file),
+            created_at: Set(chrono::Utc::now()),
+            ..Default::default()
+        }
+        .insert(&app.db)
+        .await
+        .map_err(|e| match save_error_message(&e) {
+            // The file field's own refusals (the upload saved meanwhile by a second
+            // submit, …) are the user's to read; other database errors are ours.
+            Some(reason) => Ok(reason.to_owned()),
+            None => Err(AppError::from(e)),
+        }),
+        (_, Err(reason)) => Err(Ok(reason.to_string())),
+        (Some(_), Ok(_)) => Err(Ok(String::new())),
     };
-    let file = match ResumableFileField::<DocumentFile>::from_token(
-        &app.uploads,
-        &scope,
-        form.file.trim(),
+    let file_error = match saved {
+        Ok(saved) => return Ok(Redirect::to(&format!("/documents/{}", saved.id)).into_response()),
+        Err(Err(database)) => return Err(database),
+        Err(Ok(reason)) => reason,
+    };
+    let status = match &scope {
+        Some(scope) => form.file.status(&app.uploads, scope).await,
+        None => None,
+    };
+    let widget = Widget::for_field::<DocumentFile>("file", UPLOAD_URL)
+        .value(form.file.token(), status)
+        .errors((!file_error.is_empty()).then_some(file_error));
+    let body = document_form(&form.title, widget, title_error);
+    Ok((
+        StatusCode::UNPROCESSABLE_ENTITY,
+        page("Invalid document", &body),
     )
-    .await
-    {
-        Ok(file) => file,
-        Err(e) => return Ok(invalid(e.to_string())),
-    };
-    let saved = document::ActiveModel {
-        title: Set(form.title.trim().to_owned()),
-        file: Set(file),
-        created_at: Set(chrono::Utc::now()),
-        ..Default::default()
-    }
-    .insert(&app.db)
-    .await;
-    let saved = match saved {
-        Ok(saved) => saved,
-        // The file field's own refusals (the upload saved meanwhile by a second submit, …)
-        // are the user's to read; other database errors are ours.
-        Err(e) => match save_error_message(&e) {
-            Some(reason) => return Ok(invalid(reason.to_owned())),
-            None => return Err(e.into()),
-        },
-    };
-    Ok(Redirect::to(&format!("/documents/{}", saved.id)).into_response())
+        .into_response())
 }
 
 /// `GET /documents/{id}`: title, stored path and a link to the file.
@@ -146,11 +167,11 @@ async fn show_document(State(app): State<App>, Path(id): Path<i32>) -> Result<Re
          <dt>Size</dt><dd id=\"size\">{}</dd>\
          <dt>Created</dt><dd>{}</dd></dl>\
          <p><a id=\"file\" href=\"{}\">Download</a> · <a href=\"/\">All documents</a></p>",
-        escape(&doc.title),
-        escape(path),
+        Escaped(&doc.title),
+        Escaped(path),
         size,
         doc.created_at.to_rfc3339(),
-        escape(&url),
+        Escaped(&url),
     );
     Ok(page(&doc.title, &body).into_response())
 }
@@ -171,47 +192,36 @@ async fn media_file(
     }
 }
 
-/// The document form, filled in again after an error (the upload token is kept, so the
-/// user does not upload again).
-fn document_form(title: &str, token: &str, error: Option<&str>) -> String {
-    let error = error.map_or(String::new(), |e| {
-        format!("<p class=\"error\" role=\"alert\">{}</p>", escape(e))
+/// The document form: a title and the file widget.
+fn document_form(title: &str, widget: Widget, title_error: Option<&str>) -> String {
+    let title_error = title_error.map_or(String::new(), |e| {
+        format!(
+            "<p class=\"error\" id=\"title-error\" role=\"alert\">{}</p>",
+            Escaped(e)
+        )
     });
     format!(
-        "<h2>New document</h2>{error}\
-         <form method=\"post\" action=\"/documents\">\
-         <p><label>Title <input name=\"title\" value=\"{}\" required></label></p>\
-         <p><label>Upload token <input name=\"file\" value=\"{}\"></label> \
-         (upload to <code>/resumable_upload/</code> first)</p>\
-         <p><button>Save</button></p></form>",
-        escape(title),
-        escape(token),
+        "<h2>New document</h2>\
+         <form method=\"post\" action=\"/documents\" id=\"document-form\">\
+         <p><label>Title <input name=\"title\" id=\"title\" value=\"{}\" required></label></p>{title_error}\
+         {}\
+         <p><button id=\"save\">Save</button></p></form>",
+        Escaped(title),
+        widget.label("File"),
     )
 }
 
 fn page(title: &str, body: &str) -> Html<String> {
     Html(format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <title>{}</title></head><body><h1>{}</h1>{body}</body></html>",
-        escape(title),
-        escape(title)
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{}</title>{}\
+         <style>body{{font-family:system-ui,sans-serif;max-width:44rem;margin:2rem auto;padding:0 1rem}}\
+         .error{{color:#b91c1c}}</style></head><body><h1>{}</h1>{body}</body></html>",
+        Escaped(title),
+        Assets::tags(ASSETS_URL),
+        Escaped(title)
     ))
-}
-
-/// Escapes text for HTML content and quoted attributes.
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// A database failure: 500 with a short message (details in the log).

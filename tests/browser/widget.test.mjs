@@ -1,0 +1,246 @@
+// Our widget and JS client in Chromium against the example server.
+
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  launchBrowser,
+  randomFile,
+  repo,
+  saveDocument,
+  sha256File,
+  sleep,
+  startServer,
+} from './harness.mjs';
+
+const MiB = 1024 * 1024;
+// Written each run (git-ignored); curated copies for the README are in screenshots/.
+const screenshots = join(repo, 'tests/browser/out');
+let browser;
+
+before(async () => {
+  browser = await launchBrowser();
+  mkdirSync(screenshots, { recursive: true });
+});
+after(async () => {
+  await browser?.close();
+});
+
+/** Opens the form with 1 MiB chunks (30 chunks for 30 MB: room to act mid-upload). */
+async function openForm(page, server) {
+  await page.goto(`${server.base}/`);
+  await page.evaluate(() => {
+    document.querySelector('[data-resumable-widget]').dataset.chunkSize = String(1024 * 1024);
+  });
+}
+
+/** Slows every endpoint request by `ms`, like a real network. */
+async function throttle(page, server, ms) {
+  await page.route(`${server.base}/resumable_upload/**`, async (route) => {
+    await sleep(ms);
+    // The route may have been replaced meanwhile (the test cut the network).
+    await route.continue().catch(() => {});
+  });
+}
+
+const progressOf = (page) => page.$eval('[data-rw-progress]', (p) => Number(p.value));
+const stateOf = (page) => page.$eval('[data-resumable-widget]', (w) => w.dataset.state ?? '');
+
+test('the widget uploads 30 MB through a network cut, resumes by itself, and the form saves it', async () => {
+  const server = await startServer();
+  const page = await browser.newPage();
+  try {
+    const file = randomFile(server.root, 'big file.bin', 30 * MiB);
+    await openForm(page, server);
+    await throttle(page, server, 40);
+    await page.fill('#title', 'Thirty megabytes');
+    await page.setInputFiles('#id_file', file.path);
+
+    await page.waitForFunction(
+      () => Number(document.querySelector('[data-rw-progress]').value) >= 20,
+    );
+    await page.screenshot({ path: join(screenshots, 'widget-uploading.png') });
+    // The network goes away for three seconds.
+    await page.unroute(`${server.base}/resumable_upload/**`);
+    await page.route(`${server.base}/resumable_upload/**`, (route) => route.abort('internetdisconnected'));
+    await page.waitForFunction(() =>
+      document.querySelector('[data-rw-status]').textContent.startsWith('Connection lost'),
+    );
+    const stalledAt = await progressOf(page);
+    await sleep(3000);
+    assert.ok((await progressOf(page)) <= stalledAt + 5, 'no progress while the network is down');
+    await page.unroute(`${server.base}/resumable_upload/**`);
+    await throttle(page, server, 10);
+
+    // It carries on by itself.
+    await page.waitForFunction(() => document.querySelector('[data-rw-token]').value !== '', null, {
+      timeout: 60_000,
+    });
+    assert.equal(await stateOf(page), 'complete');
+    assert.equal(await page.textContent('[data-rw-status]'), 'Uploaded');
+    await page.screenshot({ path: join(screenshots, 'widget-uploaded.png') });
+
+    await Promise.all([page.waitForURL(/\/documents\/\d+$/), page.click('#save')]);
+    const stored = join(server.media, await page.textContent('#path'));
+    assert.equal(sha256File(stored), file.sha256);
+    assert.equal(await page.textContent('#title'), 'Thirty megabytes');
+  } finally {
+    await page.close();
+    await server.stop();
+  }
+});
+
+test('after pause and a page reload, picking the same file sends only the missing chunks', async () => {
+  const server = await startServer();
+  const page = await browser.newPage();
+  try {
+    const file = randomFile(server.root, 'resume.bin', 20 * MiB);
+    await openForm(page, server);
+    await throttle(page, server, 60);
+    const sentBefore = new Set();
+    page.on('requestfinished', (request) => {
+      if (request.method() === 'POST' && request.url().includes('/resumable_upload/')) {
+        const body = request.postDataBuffer()?.toString('latin1') ?? '';
+        const number = /name="resumableChunkNumber"\r\n\r\n(\d+)/.exec(body)?.[1];
+        if (number) sentBefore.add(Number(number));
+      }
+    });
+    await page.setInputFiles('#id_file', file.path);
+    await page.waitForFunction(() => Number(document.querySelector('[data-rw-progress]').value) >= 40);
+    await page.click('[data-rw-pause]');
+    assert.equal(await stateOf(page), 'paused');
+    await sleep(300);
+
+    await page.reload();
+    await openForm(page, server);
+    const tested = new Map();
+    const sentAfter = [];
+    page.removeAllListeners('requestfinished');
+    page.on('response', async (response) => {
+      const request = response.request();
+      if (!request.url().includes('/resumable_upload/')) return;
+      if (request.method() === 'GET') {
+        const number = Number(new URL(request.url()).searchParams.get('resumableChunkNumber'));
+        tested.set(number, response.status());
+      } else if (request.method() === 'POST') {
+        const body = request.postDataBuffer()?.toString('latin1') ?? '';
+        sentAfter.push(Number(/name="resumableChunkNumber"\r\n\r\n(\d+)/.exec(body)?.[1]));
+      }
+    });
+    await page.setInputFiles('#id_file', file.path);
+    await page.waitForFunction(() => document.querySelector('[data-rw-token]').value !== '', null, {
+      timeout: 60_000,
+    });
+    const present = [...tested].filter(([, status]) => status === 200).map(([n]) => n);
+    assert.ok(present.length >= 5, `chunks found stored after the reload: ${present}`);
+    for (const n of sentAfter) {
+      assert.notEqual(tested.get(n), 200, `chunk ${n} was stored, yet sent again`);
+    }
+    assert.ok(sentAfter.length < 20, `only the missing chunks were sent (${sentAfter.length} of 20)`);
+    assert.ok(sentBefore.size > 0);
+
+    const token = await page.inputValue('[data-rw-token]');
+    await page.fill('#title', 'Resumed');
+    await Promise.all([page.waitForURL(/\/documents\/\d+$/), page.click('#save')]);
+    assert.ok(token.length > 0);
+    const stored = join(server.media, await page.textContent('#path'));
+    assert.equal(sha256File(stored), file.sha256);
+  } finally {
+    await page.close();
+    await server.stop();
+  }
+});
+
+test("a server-side refusal (file over the endpoint's limit) shows its message in the widget", async () => {
+  const server = await startServer(['--max-file-size', '1000000']);
+  const page = await browser.newPage();
+  try {
+    const file = randomFile(server.root, 'too big.bin', 3 * MiB);
+    await openForm(page, server);
+    await page.setInputFiles('#id_file', file.path);
+    await page.waitForSelector('[data-rw-errors] li');
+    assert.equal(
+      await page.textContent('[data-rw-errors] li'),
+      'the file is larger than the limit of 1000000 bytes',
+    );
+    assert.equal(await stateOf(page), 'failed');
+    assert.equal(await page.inputValue('[data-rw-token]'), '');
+    await page.screenshot({ path: join(screenshots, 'widget-refused.png') });
+  } finally {
+    await page.close();
+    await server.stop();
+  }
+});
+
+test("two widgets on one page upload at once, and every request carries the page's CSRF token", async () => {
+  const server = await startServer();
+  const page = await browser.newPage();
+  try {
+    const first = randomFile(server.root, 'first.bin', 3 * MiB + 5);
+    const second = randomFile(server.root, 'second.bin', 2 * MiB + 7);
+    await openForm(page, server);
+    await page.evaluate(() => {
+      const meta = document.createElement('meta');
+      meta.name = 'csrf-token';
+      meta.content = 'csrf-123';
+      document.head.appendChild(meta);
+      const original = document.querySelector('[data-resumable-widget]');
+      const copy = original.cloneNode(true);
+      copy.id = 'id_other-widget';
+      copy.querySelector('input[type=file]').id = 'id_other';
+      copy.querySelector('[data-rw-token]').name = 'other';
+      original.after(copy);
+      window.ResumableWidget.init(copy);
+    });
+    const headers = [];
+    page.on('request', (request) => {
+      if (request.url().includes('/resumable_upload/')) {
+        headers.push(request.headers()['x-csrf-token']);
+      }
+    });
+    await page.setInputFiles('#id_file', first.path);
+    await page.setInputFiles('#id_other', second.path);
+    await page.waitForFunction(() =>
+      [...document.querySelectorAll('[data-rw-token]')].every((input) => input.value !== ''),
+    );
+    assert.ok(headers.length >= 10, `${headers.length} requests`);
+    assert.ok(headers.every((h) => h === 'csrf-123'), `headers: ${headers}`);
+    const [a, b] = await page.$$eval('[data-rw-token]', (inputs) => inputs.map((i) => i.value));
+    assert.notEqual(a, b);
+    assert.equal(sha256File(await saveDocument(page, server, 'First', a)), first.sha256);
+    assert.equal(sha256File(await saveDocument(page, server, 'Second', b)), second.sha256);
+  } finally {
+    await page.close();
+    await server.stop();
+  }
+});
+
+test('a form shown again after an error keeps the finished upload: no second upload', async () => {
+  const server = await startServer();
+  const page = await browser.newPage();
+  try {
+    const file = randomFile(server.root, 'kept.bin', 2 * MiB + 3);
+    await openForm(page, server);
+    await page.setInputFiles('#id_file', file.path);
+    await page.waitForFunction(() => document.querySelector('[data-rw-token]').value !== '');
+    // No title: the browser's own check is bypassed to reach the server's.
+    await page.$eval('#title', (input) => input.removeAttribute('required'));
+    const [response] = await Promise.all([page.waitForNavigation(), page.click('#save')]);
+    assert.equal(response.status(), 422);
+    assert.equal(await page.textContent('#title-error'), 'Please give the document a title.');
+    assert.equal(await page.textContent('[data-rw-status]'), 'Uploaded');
+    assert.equal(await page.textContent('[data-rw-name]'), 'kept.bin');
+    let uploads = 0;
+    page.on('request', (request) => {
+      if (request.url().includes('/resumable_upload/')) uploads += 1;
+    });
+    await page.fill('#title', 'Kept');
+    await Promise.all([page.waitForURL(/\/documents\/\d+$/), page.click('#save')]);
+    assert.equal(uploads, 0, 'nothing uploaded again');
+    assert.equal(sha256File(join(server.media, await page.textContent('#path'))), file.sha256);
+  } finally {
+    await page.close();
+    await server.stop();
+  }
+});
