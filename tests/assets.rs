@@ -19,7 +19,7 @@ async fn get(path: &str, if_none_match: Option<&str>) -> Response {
         .unwrap()
 }
 
-fn header_of<'a>(response: &'a Response, name: header::HeaderName) -> &'a str {
+fn header_of(response: &Response, name: header::HeaderName) -> &str {
     response.headers()[name].to_str().unwrap()
 }
 
