@@ -19,6 +19,9 @@
   var RETRY_FIRST_MS = 500;
   var RETRY_MAX_MS = 30000;
   var MAX_ATTEMPTS = 12;
+  /** A request with no answer and no upload progress for this long is given up and
+   *  retried: a connection can die without an error reaching the page. */
+  var STALL_MS = 30000;
 
   function csrfToken() {
     var meta = document.querySelector('meta[name="csrf-token"]');
@@ -167,6 +170,30 @@
     return Math.min(bytes, this.file.size);
   };
 
+  /** Checks the requests in flight every few seconds while the upload runs, and gives up
+   *  (for a retry) those that stalled. */
+  Upload.prototype.watch = function () {
+    var self = this;
+    if (this.watchdog) {
+      return;
+    }
+    this.watchdog = setInterval(function () {
+      var flying = self.inFlight;
+      var names = Object.keys(flying);
+      if (!self.running || names.length === 0) {
+        clearInterval(self.watchdog);
+        self.watchdog = null;
+        return;
+      }
+      names.forEach(function (n) {
+        if (Date.now() - flying[n].activity > STALL_MS && !flying[n].stalled) {
+          flying[n].stalled = true;
+          flying[n].abort();
+        }
+      });
+    }, 2000);
+  };
+
   /** Starts the next queued chunk, if running and a slot is free. */
   Upload.prototype.next = function () {
     if (!this.running || this.finished) {
@@ -192,11 +219,20 @@
     if (csrf) {
       xhr.setRequestHeader('X-CSRF-Token', csrf);
     }
-    var handle = { loaded: 0, abort: function () { xhr.abort(); } };
+    var handle = {
+      loaded: 0,
+      activity: Date.now(),
+      stalled: false,
+      abort: function () {
+        xhr.abort();
+      }
+    };
     this.inFlight[n] = handle;
+    this.watch();
     if (method === 'POST') {
       xhr.upload.onprogress = function (event) {
         handle.loaded = event.loaded;
+        handle.activity = Date.now();
         self.on.progress(self.bytesNow(), self.file.size);
       };
     }
@@ -208,7 +244,8 @@
         resolve({ status: 0, text: '', handle: handle });
       };
       xhr.onabort = function () {
-        resolve({ status: -1, text: '', handle: handle });
+        // A stalled request counts as a network failure; any other abort is ours.
+        resolve({ status: handle.stalled ? 0 : -1, text: '', handle: handle });
       };
       xhr.send(body || null);
     });

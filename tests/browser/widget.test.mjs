@@ -35,13 +35,19 @@ async function openForm(page, server) {
   });
 }
 
-/** Slows every endpoint request by `ms`, like a real network. */
-async function throttle(page, server, ms) {
+/** A network between the page and the endpoint: every request is delayed by
+ *  `network.delay` ms, and fails at once while `network.down`. */
+async function slowNetwork(page, server, delay) {
+  const network = { delay, down: false };
   await page.route(`${server.base}/resumable_upload/**`, async (route) => {
-    await sleep(ms);
-    // The route may have been replaced meanwhile (the test cut the network).
-    await route.continue().catch(() => {});
+    if (network.down) {
+      await route.abort('internetdisconnected');
+      return;
+    }
+    await sleep(network.delay);
+    await route.continue();
   });
+  return network;
 }
 
 const progressOf = (page) => page.$eval('[data-rw-progress]', (p) => Number(p.value));
@@ -53,7 +59,7 @@ test('the widget uploads 30 MB through a network cut, resumes by itself, and the
   try {
     const file = randomFile(server.root, 'big file.bin', 30 * MiB);
     await openForm(page, server);
-    await throttle(page, server, 40);
+    const network = await slowNetwork(page, server, 200);
     await page.fill('#title', 'Thirty megabytes');
     await page.setInputFiles('#id_file', file.path);
 
@@ -62,16 +68,15 @@ test('the widget uploads 30 MB through a network cut, resumes by itself, and the
     );
     await page.screenshot({ path: join(screenshots, 'widget-uploading.png') });
     // The network goes away for three seconds.
-    await page.unroute(`${server.base}/resumable_upload/**`);
-    await page.route(`${server.base}/resumable_upload/**`, (route) => route.abort('internetdisconnected'));
+    network.down = true;
     await page.waitForFunction(() =>
       document.querySelector('[data-rw-status]').textContent.startsWith('Connection lost'),
     );
     const stalledAt = await progressOf(page);
     await sleep(3000);
     assert.ok((await progressOf(page)) <= stalledAt + 5, 'no progress while the network is down');
-    await page.unroute(`${server.base}/resumable_upload/**`);
-    await throttle(page, server, 10);
+    network.down = false;
+    network.delay = 10;
 
     // It carries on by itself.
     await page.waitForFunction(() => document.querySelector('[data-rw-token]').value !== '', null, {
@@ -97,7 +102,7 @@ test('after pause and a page reload, picking the same file sends only the missin
   try {
     const file = randomFile(server.root, 'resume.bin', 20 * MiB);
     await openForm(page, server);
-    await throttle(page, server, 60);
+    await slowNetwork(page, server, 60);
     const sentBefore = new Set();
     page.on('requestfinished', (request) => {
       if (request.method() === 'POST' && request.url().includes('/resumable_upload/')) {
@@ -239,6 +244,32 @@ test('a form shown again after an error keeps the finished upload: no second upl
     await Promise.all([page.waitForURL(/\/documents\/\d+$/), page.click('#save')]);
     assert.equal(uploads, 0, 'nothing uploaded again');
     assert.equal(sha256File(join(server.media, await page.textContent('#path'))), file.sha256);
+  } finally {
+    await page.close();
+    await server.stop();
+  }
+});
+
+test('a file dropped on the drop area uploads like a picked one', async () => {
+  const server = await startServer();
+  const page = await browser.newPage();
+  try {
+    await openForm(page, server);
+    const expected = await page.evaluate(async () => {
+      const bytes = new Uint8Array(1536 * 1024);
+      for (let i = 0; i < bytes.length; i++) bytes[i] = (i * 7919) % 251;
+      const digest = await crypto.subtle.digest('SHA-256', bytes);
+      const transfer = new DataTransfer();
+      transfer.items.add(new File([bytes], 'dropped.bin'));
+      const drop = document.querySelector('[data-rw-drop]');
+      drop.dispatchEvent(new DragEvent('dragover', { dataTransfer: transfer, bubbles: true, cancelable: true }));
+      drop.dispatchEvent(new DragEvent('drop', { dataTransfer: transfer, bubbles: true, cancelable: true }));
+      return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, '0')).join('');
+    });
+    await page.waitForFunction(() => document.querySelector('[data-rw-token]').value !== '');
+    assert.equal(await page.textContent('[data-rw-name]'), 'dropped.bin');
+    const token = await page.inputValue('[data-rw-token]');
+    assert.equal(sha256File(await saveDocument(page, server, 'Dropped', token)), expected);
   } finally {
     await page.close();
     await server.stop();
