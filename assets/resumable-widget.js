@@ -395,6 +395,11 @@
       if (speed.time === 0) {
         speed.time = now;
         speed.bytes = done;
+        speed.start = now;
+        speed.startBytes = done;
+      } else if (!speed.value && now - speed.start >= 250) {
+        // Until a whole second has passed: the average so far.
+        speed.value = ((done - speed.startBytes) * 1000) / (now - speed.start);
       } else if (now - speed.time >= 1000) {
         var rate = ((done - speed.bytes) * 1000) / (now - speed.time);
         speed.value = speed.value ? speed.value * 0.5 + rate * 0.5 : rate;
