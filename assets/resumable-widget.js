@@ -19,9 +19,10 @@
   var RETRY_FIRST_MS = 500;
   var RETRY_MAX_MS = 30000;
   var MAX_ATTEMPTS = 12;
-  /** A request with no answer and no upload progress for this long is given up and
-   *  retried: a connection can die without an error reaching the page. */
-  var STALL_MS = 30000;
+  /** A chunk upload that made progress, then none for this long (default; the widget's
+   *  data-stall-ms overrides) is given up and retried: a connection can die without an
+   *  error reaching the page. Longer than the server's own idle timeout (60 s). */
+  var STALL_MS = 90000;
 
   function csrfToken() {
     var meta = document.querySelector('meta[name="csrf-token"]');
@@ -70,6 +71,7 @@
     this.field = options.field || null;
     this.chunkSize = Math.max(1, options.chunkSize || 4 * 1024 * 1024);
     this.simultaneous = Math.max(1, options.simultaneous || 3);
+    this.stallMs = options.stallMs || STALL_MS;
     this.on = on;
     this.identifier = identifierOf(file);
     this.total = Math.max(1, Math.floor(file.size / this.chunkSize));
@@ -113,6 +115,8 @@
       return;
     }
     this.running = true;
+    this.attempts = 0;
+    this.probed = false;
     this.queue = [];
     for (var n = 1; n <= this.total; n++) {
       if (!this.done[n]) {
@@ -186,7 +190,8 @@
         return;
       }
       names.forEach(function (n) {
-        if (Date.now() - flying[n].activity > STALL_MS && !flying[n].stalled) {
+        var since = flying[n].activity;
+        if (since !== null && Date.now() - since > self.stallMs && !flying[n].stalled) {
           flying[n].stalled = true;
           flying[n].abort();
         }
@@ -201,6 +206,14 @@
     }
     var n = this.queue.shift();
     if (n === undefined) {
+      // Every chunk is in, yet no answer said complete (a lost answer): ask once more.
+      if (Object.keys(this.inFlight).length === 0 && !this.probed) {
+        this.probed = true;
+        this.testChunk(this.total);
+      } else if (Object.keys(this.inFlight).length === 0) {
+        this.pause();
+        this.on.error('the server has not confirmed the upload; press Resume to check again');
+      }
       return;
     }
     this.testChunk(n);
@@ -221,7 +234,8 @@
     }
     var handle = {
       loaded: 0,
-      activity: Date.now(),
+      // Watched only once bytes flow: a request may wait for a free connection first.
+      activity: null,
       stalled: false,
       abort: function () {
         xhr.abort();
@@ -230,15 +244,23 @@
     this.inFlight[n] = handle;
     this.watch();
     if (method === 'POST') {
+      var range = this.range(n);
       xhr.upload.onprogress = function (event) {
-        handle.loaded = event.loaded;
+        // The body is the chunk plus a little multipart framing: count chunk bytes only.
+        var share = event.total > 0 ? event.loaded / event.total : 0;
+        handle.loaded = Math.floor((range[1] - range[0]) * Math.min(1, share));
         handle.activity = Date.now();
         self.on.progress(self.bytesNow(), self.file.size);
       };
     }
     return new Promise(function (resolve) {
       xhr.onload = function () {
-        resolve({ status: xhr.status, text: xhr.responseText, handle: handle });
+        resolve({
+          status: xhr.status,
+          text: xhr.responseText,
+          handle: handle,
+          retryAfter: Number(xhr.getResponseHeader('Retry-After')) || 0
+        });
       };
       xhr.onerror = xhr.ontimeout = function () {
         resolve({ status: 0, text: '', handle: handle });
@@ -314,11 +336,13 @@
     this.next();
   };
 
-  /** A chunk's request failed: 4xx is final (the server's message is shown); anything
-   *  else (network, 5xx) is retried after a growing pause. */
+  /** A chunk's request failed: 4xx is final (the server's message is shown) except 408
+   *  and 429; anything else (network, 5xx) is retried after a growing pause (at least the
+   *  server's Retry-After), showing the server's message if it gave one. */
   Upload.prototype.failed = function (n, answer) {
     var self = this;
-    if (answer.status >= 400 && answer.status < 500) {
+    var retryable = answer.status === 408 || answer.status === 429;
+    if (answer.status >= 400 && answer.status < 500 && !retryable) {
       this.running = false;
       this.finished = true;
       this.abortAll();
@@ -335,7 +359,8 @@
     }
     var wait = Math.min(RETRY_MAX_MS, RETRY_FIRST_MS * Math.pow(2, Math.floor(this.attempts / this.simultaneous)));
     wait = wait / 2 + Math.random() * wait / 2;
-    this.on.state('retrying');
+    wait = Math.max(wait, (answer.retryAfter || 0) * 1000);
+    this.on.state('retrying', answer.status > 0 ? messageOf(answer.text, answer.status) : null);
     clearTimeout(this.retryTimer);
     this.retryTimer = setTimeout(function () {
       self.kick();
@@ -357,12 +382,14 @@
     var sizeBox = find('size');
     var progress = find('progress');
     var statusBox = find('status');
+    var speedBox = find('speed');
     var pauseButton = find('pause');
     var resumeButton = find('resume');
     var cancelButton = find('cancel');
     var errors = find('errors');
     var drop = find('drop');
     var maxSize = root.dataset.maxSize ? Number(root.dataset.maxSize) : null;
+    var required = root.dataset.required === 'true';
     var upload = null;
     var speed = { bytes: 0, time: 0, value: 0 };
 
@@ -381,16 +408,28 @@
     function setButtons(state) {
       pauseButton.hidden = !(state === 'uploading' || state === 'retrying');
       resumeButton.hidden = state !== 'paused';
-      cancelButton.hidden = !(state === 'uploading' || state === 'retrying' || state === 'paused');
+      cancelButton.hidden = !(
+        state === 'uploading' ||
+        state === 'retrying' ||
+        state === 'paused' ||
+        state === 'complete'
+      );
+      cancelButton.textContent = state === 'complete' ? 'Remove' : 'Cancel';
     }
 
     function setStatus(text) {
       statusBox.textContent = text;
     }
 
+    var shown = 0;
     function onProgress(done, total) {
-      var percent = total > 0 ? Math.floor((done * 100) / total) : 100;
+      // Never backwards (an aborted request's bytes), never 100 before the server says so.
+      var percent = total > 0 ? Math.min(99, Math.floor((done * 100) / total)) : 99;
+      percent = Math.max(shown, percent);
+      var step = Math.floor(percent / 10) !== Math.floor(shown / 10);
+      shown = percent;
       progress.value = percent;
+      progress.setAttribute('aria-valuetext', percent + '%');
       var now = Date.now();
       if (speed.time === 0) {
         speed.time = now;
@@ -406,11 +445,11 @@
         speed.time = now;
         speed.bytes = done;
       }
-      var text = percent + '%';
-      if (speed.value > 0) {
-        text += ' · ' + humanSize(speed.value) + '/s';
+      // The live region speaks in 10% steps; the speed is for the eyes only.
+      if (step || !statusBox.textContent) {
+        setStatus(percent + '%');
       }
-      setStatus(text);
+      speedBox.textContent = speed.value > 0 ? humanSize(speed.value) + '/s' : '';
     }
 
     function begin(file) {
@@ -423,6 +462,9 @@
       sizeBox.textContent = humanSize(file.size);
       fileBox.hidden = false;
       progress.value = 0;
+      shown = 0;
+      setStatus('');
+      speedBox.textContent = '';
       speed = { bytes: 0, time: 0, value: 0 };
       if (maxSize !== null && file.size > maxSize) {
         showError('the file is too large (' + humanSize(file.size) + '; at most ' + humanSize(maxSize) + ')');
@@ -436,7 +478,8 @@
           target: root.dataset.target,
           field: root.dataset.field,
           chunkSize: Number(root.dataset.chunkSize),
-          simultaneous: Number(root.dataset.simultaneous)
+          simultaneous: Number(root.dataset.simultaneous),
+          stallMs: Number(root.dataset.stallMs) || 0
         },
         {
           progress: onProgress,
@@ -445,6 +488,8 @@
             token.value = status.token;
             input.required = false;
             progress.value = 100;
+            progress.setAttribute('aria-valuetext', '100%');
+            speedBox.textContent = '';
             setStatus('Uploaded');
             setButtons('complete');
             root.dispatchEvent(new CustomEvent('resumable:complete', { detail: status, bubbles: true }));
@@ -453,11 +498,13 @@
             showError(message);
             root.dispatchEvent(new CustomEvent('resumable:error', { detail: message, bubbles: true }));
           },
-          state: function (state) {
+          state: function (state, message) {
             root.dataset.state = state;
             setButtons(state);
             if (state === 'paused') {
               setStatus('Paused at ' + progress.value + '%');
+            } else if (state === 'retrying' && message) {
+              setStatus('Server busy (' + message + '), retrying… (' + progress.value + '%)');
             } else if (state === 'retrying') {
               setStatus('Connection lost, retrying… (' + progress.value + '%)');
             } else if (state === 'failed') {
@@ -493,8 +540,13 @@
       }
       token.value = '';
       input.value = '';
+      input.required = required;
       fileBox.hidden = true;
       progress.value = 0;
+      shown = 0;
+      setStatus('');
+      speedBox.textContent = '';
+      root.dataset.state = 'cancelled';
       setButtons('cancelled');
     });
     if (drop) {
@@ -520,6 +572,11 @@
         upload.kick();
       }
     });
+    // A form shown again with a finished upload.
+    if (token.value) {
+      root.dataset.state = 'complete';
+      setButtons('complete');
+    }
     var api = {
       upload: function () {
         return upload;

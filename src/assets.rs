@@ -125,8 +125,10 @@ async fn serve(Path(name): Path<String>, headers: HeaderMap) -> Response {
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| {
+            // Weak comparison (RFC 9110): a `W/` prefix from a proxy still matches.
             v.split(',')
-                .any(|tag| tag.trim() == etag || tag.trim() == "*")
+                .map(|tag| tag.trim().trim_start_matches("W/"))
+                .any(|tag| tag == etag || tag == "*")
         });
     let mut response = if matches {
         StatusCode::NOT_MODIFIED.into_response()
@@ -142,6 +144,10 @@ async fn serve(Path(name): Path<String>, headers: HeaderMap) -> Response {
     };
     let headers = response.headers_mut();
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     if let Ok(etag) = HeaderValue::from_str(&etag) {
         headers.insert(header::ETAG, etag);
     }

@@ -185,13 +185,20 @@ async fn sniff_file(path: &Path) -> Result<String, FileFieldError> {
         Ok(head)
     })
     .await
-    .map_err(std::io::Error::other)??;
+    .map_err(std::io::Error::other)?
+    .map_err(|e| match e.kind() {
+        // Saved or expired meanwhile.
+        std::io::ErrorKind::NotFound => FileFieldError::UnknownUpload,
+        _ => FileFieldError::Io(e),
+    })?;
     Ok(sniff(&head))
 }
 
 /// The content type of bytes from a file's start: a known signature (magic number, via the
-/// `infer` crate), else `text/plain` for UTF-8 text without NUL bytes, else
-/// `application/octet-stream`; `application/x-empty` for no bytes.
+/// `infer` crate), else HTML, SVG or XML by how the text starts, else `text/plain` for
+/// UTF-8 text without NUL bytes, else `application/octet-stream`; `application/x-empty`
+/// for no bytes. Note that `image/*` admits SVG and `text/*` admits HTML, which can carry
+/// scripts: serve stored files as downloads, or allow exact types.
 ///
 /// ```
 /// use sea_orm_resumable::form::sniff;
@@ -199,6 +206,8 @@ async fn sniff_file(path: &Path) -> Result<String, FileFieldError> {
 /// assert_eq!(sniff(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR"), "image/png");
 /// assert_eq!(sniff("name,size\nä,1\n".as_bytes()), "text/plain");
 /// assert_eq!(sniff(&[0, 159, 146, 150]), "application/octet-stream");
+/// assert_eq!(sniff(b"<!DOCTYPE html><script>alert(1)</script>"), "text/html");
+/// assert_eq!(sniff(b"<svg xmlns='http://www.w3.org/2000/svg' onload='x()'/>"), "image/svg+xml");
 /// ```
 pub fn sniff(head: &[u8]) -> String {
     if head.is_empty() {
@@ -206,6 +215,9 @@ pub fn sniff(head: &[u8]) -> String {
     }
     if let Some(kind) = infer::get(head) {
         return kind.mime_type().into();
+    }
+    if let Some(markup) = markup_type(head) {
+        return markup.into();
     }
     let text = match std::str::from_utf8(head) {
         Ok(_) => true,
@@ -216,6 +228,25 @@ pub fn sniff(head: &[u8]) -> String {
         "text/plain".into()
     } else {
         "application/octet-stream".into()
+    }
+}
+
+/// Markup a browser would render (and run scripts in): HTML, SVG, XML, by how the text
+/// starts, so a field allowing `text/plain` or `image/png` does not take them as such.
+fn markup_type(head: &[u8]) -> Option<&'static str> {
+    let start = String::from_utf8_lossy(&head[..head.len().min(512)]).to_ascii_lowercase();
+    let start = start.trim_start_matches('\u{feff}').trim_start();
+    if start.starts_with("<!doctype html")
+        || start.starts_with("<html")
+        || start.starts_with("<script")
+    {
+        Some("text/html")
+    } else if start.starts_with("<svg") || (start.starts_with("<?xml") && start.contains("<svg")) {
+        Some("image/svg+xml")
+    } else if start.starts_with("<?xml") {
+        Some("application/xml")
+    } else {
+        None
     }
 }
 

@@ -47,8 +47,19 @@ impl Widget {
     /// [`router`](crate::router) is mounted, e.g. `/resumable_upload/`).
     pub fn new(name: impl Into<String>, target: impl Into<String>) -> Self {
         let name = name.into();
+        // Ids go into space-separated attributes (aria-describedby): keep them to one word.
+        let id: String = name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
         Self {
-            id: format!("id_{name}"),
+            id: format!("id_{id}"),
             label: String::new(),
             name,
             target: target.into(),
@@ -155,6 +166,9 @@ impl Display for Widget {
         if let Some(max) = self.max_size {
             write!(f, r#" data-max-size="{max}""#)?;
         }
+        if self.required {
+            f.write_str(r#" data-required="true""#)?;
+        }
         f.write_str(">")?;
         if !self.label.is_empty() {
             write!(
@@ -192,12 +206,15 @@ impl Display for Widget {
         )?;
         write!(
             f,
-            r#"<div class="rw-progress-row"><progress class="rw-progress" max="100" value="{}" aria-labelledby="{id}-status" data-rw-progress></progress> <span class="rw-status" id="{id}-status" role="status" aria-live="polite" data-rw-status>{}</span></div>"#,
+            r#"<div class="rw-progress-row"><progress class="rw-progress" max="100" value="{}" aria-labelledby="{id}-status" data-rw-progress></progress> <span class="rw-status" id="{id}-status" role="status" aria-live="polite" data-rw-status>{}</span> <span class="rw-speed" aria-hidden="true" data-rw-speed></span></div>"#,
             if done.is_some() { 100 } else { 0 },
             if done.is_some() { "Uploaded" } else { "" }
         )?;
-        f.write_str(
-            r#"<div class="rw-actions"><button type="button" class="rw-pause" data-rw-pause hidden>Pause</button> <button type="button" class="rw-resume" data-rw-resume hidden>Resume</button> <button type="button" class="rw-cancel" data-rw-cancel hidden>Cancel</button></div>"#,
+        write!(
+            f,
+            r#"<div class="rw-actions"><button type="button" class="rw-pause" data-rw-pause hidden>Pause</button> <button type="button" class="rw-resume" data-rw-resume hidden>Resume</button> <button type="button" class="rw-cancel" data-rw-cancel{}>{}</button></div>"#,
+            if done.is_some() { "" } else { " hidden" },
+            if done.is_some() { "Remove" } else { "Cancel" }
         )?;
         write!(
             f,

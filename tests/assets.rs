@@ -41,6 +41,10 @@ async fn plain_names_are_served_with_their_type_and_revalidated() {
 
     let again = get("/resumable-widget.js", Some(&etag)).await;
     assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+    assert_eq!(header_of(&again, header::ETAG), etag);
+    assert_eq!(header_of(&again, header::CACHE_CONTROL), "no-cache");
+    let weak = get("/resumable-widget.js", Some(&format!("W/{etag}"))).await;
+    assert_eq!(weak.status(), StatusCode::NOT_MODIFIED, "weak comparison");
     assert!(
         to_bytes(again.into_body(), usize::MAX)
             .await
@@ -76,7 +80,7 @@ async fn unknown_and_stale_names_are_404() {
     for path in [
         "/nope.js",
         "/resumable-widget.000000000000.js",
-        "/../Cargo.toml",
+        "/..%2FCargo.toml",
     ] {
         assert_eq!(
             get(path, None).await.status(),

@@ -165,6 +165,17 @@ async fn upload_form_row_file_round_trip(extra: &[&str]) {
     assert_eq!(href, format!("/media/{path}"));
     let served = site.get(&href).await;
     assert_eq!(served.status(), 200);
+    for (name, value) in [
+        ("content-disposition", "attachment"),
+        ("x-content-type-options", "nosniff"),
+        ("content-security-policy", "sandbox"),
+    ] {
+        assert_eq!(
+            served.headers()[name],
+            value,
+            "uploads are never rendered on our origin"
+        );
+    }
     assert_eq!(sha256(&served.bytes().await.unwrap()), sha256(&data));
     assert_eq!(sha256_file(&media.join(&path)), sha256(&data));
 

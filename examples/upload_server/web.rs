@@ -4,7 +4,7 @@ use axum::{
     Form, Router,
     body::Body,
     extract::{Path, State},
-    http::{Request, StatusCode, header, request::Parts},
+    http::{HeaderValue, Request, StatusCode, header, request::Parts},
     response::{Html, IntoResponse, Redirect, Response},
     routing::{get, post},
 };
@@ -60,7 +60,7 @@ const ASSETS_URL: &str = "/static/resumable";
 async fn index(State(app): State<App>) -> Result<Html<String>, AppError> {
     let form = document_form(
         "",
-        Widget::for_field::<DocumentFile>("file", UPLOAD_URL),
+        Widget::for_field::<DocumentFile>("file", UPLOAD_URL).required(true),
         None,
     );
     Ok(page(
@@ -129,11 +129,13 @@ async fn create_document(
         Err(Err(database)) => return Err(database),
         Err(Ok(reason)) => reason,
     };
+    // Keep the upload only when the file itself was fine (the title was missing).
     let status = match &scope {
-        Some(scope) => form.file.status(&app.uploads, scope).await,
-        None => None,
+        Some(scope) if file_error.is_empty() => form.file.status(&app.uploads, scope).await,
+        _ => None,
     };
     let widget = Widget::for_field::<DocumentFile>("file", UPLOAD_URL)
+        .required(true)
         .value(form.file.token(), status)
         .errors((!file_error.is_empty()).then_some(file_error));
     let body = document_form(&form.title, widget, title_error);
@@ -183,13 +185,29 @@ async fn media_file(
     Path(path): Path<String>,
     request: Request<Body>,
 ) -> Response {
-    match app.uploads.media().path(&path) {
+    let mut response = match app.uploads.media().path(&path) {
         Ok(file) => match ServeFile::new(file).oneshot(request).await {
             Ok(response) => response.into_response(),
             Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
         },
-        Err(_) => (StatusCode::NOT_FOUND, "not found").into_response(),
-    }
+        Err(_) => return (StatusCode::NOT_FOUND, "not found").into_response(),
+    };
+    // Uploaded files are other people's content on this origin: never let the browser
+    // render them as a page (an uploaded .html or .svg could run script here).
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_DISPOSITION,
+        HeaderValue::from_static("attachment"),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("sandbox"),
+    );
+    response
 }
 
 /// The document form: a title and the file widget.

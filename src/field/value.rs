@@ -90,8 +90,8 @@ pub enum FileFieldError {
     /// The path is unsafe.
     #[error(transparent)]
     Path(#[from] PathError),
-    /// A file system error.
-    #[error("file storage error: {0}")]
+    /// A file system error (the upload's files could not be read).
+    #[error("the uploaded file could not be read ({0}); please try again")]
     Io(#[from] io::Error),
 }
 

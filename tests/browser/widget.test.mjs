@@ -38,10 +38,14 @@ async function openForm(page, server) {
 /** A network between the page and the endpoint: every request is delayed by
  *  `network.delay` ms, and fails at once while `network.down`. */
 async function slowNetwork(page, server, delay) {
-  const network = { delay, down: false };
+  const network = { delay, down: false, busy: null };
   await page.route(`${server.base}/resumable_upload/**`, async (route) => {
     if (network.down) {
       await route.abort('internetdisconnected');
+      return;
+    }
+    if (network.busy) {
+      await route.fulfill({ status: 503, contentType: 'application/json', body: JSON.stringify({ error: network.busy }) });
       return;
     }
     await sleep(network.delay);
@@ -270,6 +274,62 @@ test('a file dropped on the drop area uploads like a picked one', async () => {
     assert.equal(await page.textContent('[data-rw-name]'), 'dropped.bin');
     const token = await page.inputValue('[data-rw-token]');
     assert.equal(sha256File(await saveDocument(page, server, 'Dropped', token)), expected);
+  } finally {
+    await page.close();
+    await server.stop();
+  }
+});
+
+test('a busy server (503 with a message) is shown and retried until it recovers', async () => {
+  const server = await startServer();
+  const page = await browser.newPage();
+  try {
+    const file = randomFile(server.root, 'busy.bin', 6 * MiB);
+    await openForm(page, server);
+    const network = await slowNetwork(page, server, 100);
+    await page.setInputFiles('#id_file', file.path);
+    await page.waitForFunction(() => Number(document.querySelector('[data-rw-progress]').value) >= 10);
+    network.busy = 'the disk is full';
+    await page.waitForFunction(() =>
+      document.querySelector('[data-rw-status]').textContent.includes('Server busy (the disk is full)'),
+    );
+    assert.equal(await stateOf(page), 'retrying');
+    await sleep(1500);
+    network.busy = null;
+    network.delay = 0;
+    await page.waitForFunction(() => document.querySelector('[data-rw-token]').value !== '', null, {
+      timeout: 60_000,
+    });
+    const token = await page.inputValue('[data-rw-token]');
+    assert.equal(sha256File(await saveDocument(page, server, 'Busy', token)), file.sha256);
+  } finally {
+    await page.close();
+    await server.stop();
+  }
+});
+
+test('pause and resume buttons carry on, and Remove clears a finished upload', async () => {
+  const server = await startServer();
+  const page = await browser.newPage();
+  try {
+    const file = randomFile(server.root, 'buttons.bin', 8 * MiB);
+    await openForm(page, server);
+    await slowNetwork(page, server, 80);
+    await page.setInputFiles('#id_file', file.path);
+    await page.waitForFunction(() => Number(document.querySelector('[data-rw-progress]').value) >= 25);
+    await page.click('[data-rw-pause]');
+    assert.equal(await stateOf(page), 'paused');
+    assert.ok(await page.isHidden('[data-rw-pause]'));
+    const pausedAt = await progressOf(page);
+    await sleep(500);
+    assert.equal(await progressOf(page), pausedAt, 'nothing moves while paused');
+    await page.click('[data-rw-resume]');
+    await page.waitForFunction(() => document.querySelector('[data-rw-token]').value !== '');
+    assert.equal(await page.textContent('[data-rw-cancel]'), 'Remove');
+    await page.click('[data-rw-cancel]');
+    assert.equal(await page.inputValue('[data-rw-token]'), '');
+    assert.ok(await page.$eval('#id_file', (input) => input.required), 'the field is required again');
+    assert.ok(await page.isHidden('[data-rw-file]'));
   } finally {
     await page.close();
     await server.stop();
