@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { createRequire } from 'node:module';
-import { launchBrowser, randomFile, saveDocument, servePage, sha256File, startServer } from './harness.mjs';
+import { launchBrowser, randomFile, saveDocument, servePage, sha256File, withServerPage } from './harness.mjs';
 
 const require = createRequire(import.meta.url);
 const MiB = 1024 * 1024;
@@ -55,9 +55,7 @@ async function uploadWith(page, server, script, file, setup) {
 }
 
 test('the genuine resumable.js 1.1.0 uploads through our endpoint (test GETs, 3 in flight)', async () => {
-  const server = await startServer();
-  const page = await browser.newPage();
-  try {
+  await withServerPage(browser, [], async (server, page) => {
     const file = randomFile(server.root, 'résumé – final.bin', 5 * MiB + 12345);
     const { status, seen } = await uploadWith(
       page,
@@ -72,16 +70,11 @@ test('the genuine resumable.js 1.1.0 uploads through our endpoint (test GETs, 3 
     assert.ok(seen.uploads.every((s) => s === 200), `${seen.uploads}`);
     const stored = await saveDocument(page, server, 'From resumable.js', status.token);
     assert.equal(sha256File(stored), file.sha256);
-  } finally {
-    await page.close();
-    await server.stop();
-  }
+  });
 });
 
 test('the genuine resumable.js in octet mode, with forceChunkSize', async () => {
-  const server = await startServer();
-  const page = await browser.newPage();
-  try {
+  await withServerPage(browser, [], async (server, page) => {
     const file = randomFile(server.root, 'octet.bin', 3 * MiB + 1);
     const { status } = await uploadWith(
       page,
@@ -94,16 +87,11 @@ test('the genuine resumable.js in octet mode, with forceChunkSize', async () => 
     assert.equal(status.total_chunks, 4);
     const stored = await saveDocument(page, server, 'Octet', status.token);
     assert.equal(sha256File(stored), file.sha256);
-  } finally {
-    await page.close();
-    await server.stop();
-  }
+  });
 });
 
 test('the genuine flow.js 2.14.1 uploads through our endpoint, test requests included', async () => {
-  const server = await startServer();
-  const page = await browser.newPage();
-  try {
+  await withServerPage(browser, [], async (server, page) => {
     const file = randomFile(server.root, 'flow file.bin', 4 * MiB + 777);
     const { status, seen } = await uploadWith(
       page,
@@ -118,8 +106,5 @@ test('the genuine flow.js 2.14.1 uploads through our endpoint, test requests inc
     assert.ok(seen.tests.every((s) => s === 204 || s === 200), `never 404 to flow.js: ${seen.tests}`);
     const stored = await saveDocument(page, server, 'From flow.js', status.token);
     assert.equal(sha256File(stored), file.sha256);
-  } finally {
-    await page.close();
-    await server.stop();
-  }
+  });
 });

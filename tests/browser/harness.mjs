@@ -51,6 +51,19 @@ export async function startServer(extraArgs = []) {
   };
 }
 
+/** Runs `body(server, page)` with a fresh example server (started with `args`) and a new
+ *  page of `browser`, and always closes both. */
+export async function withServerPage(browser, args, body) {
+  const server = await startServer(args);
+  const page = await browser.newPage();
+  try {
+    await body(server, page);
+  } finally {
+    await page.close();
+    await server.stop();
+  }
+}
+
 /** Headless Chromium from Debian (CHROMIUM overrides the path). */
 export async function launchBrowser() {
   return chromium.launch({

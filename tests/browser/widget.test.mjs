@@ -6,12 +6,12 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   launchBrowser,
+  withServerPage,
   randomFile,
   repo,
   saveDocument,
   sha256File,
   sleep,
-  startServer,
 } from './harness.mjs';
 
 const MiB = 1024 * 1024;
@@ -58,9 +58,7 @@ const progressOf = (page) => page.$eval('[data-rw-progress]', (p) => Number(p.va
 const stateOf = (page) => page.$eval('[data-resumable-widget]', (w) => w.dataset.state ?? '');
 
 test('the widget uploads 30 MB through a network cut, resumes by itself, and the form saves it', async () => {
-  const server = await startServer();
-  const page = await browser.newPage();
-  try {
+  await withServerPage(browser, [], async (server, page) => {
     const file = randomFile(server.root, 'big file.bin', 30 * MiB);
     await openForm(page, server);
     const network = await slowNetwork(page, server, 200);
@@ -94,16 +92,11 @@ test('the widget uploads 30 MB through a network cut, resumes by itself, and the
     const stored = join(server.media, await page.textContent('#path'));
     assert.equal(sha256File(stored), file.sha256);
     assert.equal(await page.textContent('#title'), 'Thirty megabytes');
-  } finally {
-    await page.close();
-    await server.stop();
-  }
+  });
 });
 
 test('after pause and a page reload, picking the same file sends only the missing chunks', async () => {
-  const server = await startServer();
-  const page = await browser.newPage();
-  try {
+  await withServerPage(browser, [], async (server, page) => {
     const file = randomFile(server.root, 'resume.bin', 20 * MiB);
     await openForm(page, server);
     await slowNetwork(page, server, 60);
@@ -155,16 +148,11 @@ test('after pause and a page reload, picking the same file sends only the missin
     assert.ok(token.length > 0);
     const stored = join(server.media, await page.textContent('#path'));
     assert.equal(sha256File(stored), file.sha256);
-  } finally {
-    await page.close();
-    await server.stop();
-  }
+  });
 });
 
 test("a server-side refusal (file over the endpoint's limit) shows its message in the widget", async () => {
-  const server = await startServer(['--max-file-size', '1000000']);
-  const page = await browser.newPage();
-  try {
+  await withServerPage(browser, ['--max-file-size', '1000000'], async (server, page) => {
     const file = randomFile(server.root, 'too big.bin', 3 * MiB);
     await openForm(page, server);
     await page.setInputFiles('#id_file', file.path);
@@ -176,16 +164,11 @@ test("a server-side refusal (file over the endpoint's limit) shows its message i
     assert.equal(await stateOf(page), 'failed');
     assert.equal(await page.inputValue('[data-rw-token]'), '');
     await page.screenshot({ path: join(screenshots, 'widget-refused.png') });
-  } finally {
-    await page.close();
-    await server.stop();
-  }
+  });
 });
 
 test("two widgets on one page upload at once, and every request carries the page's CSRF token", async () => {
-  const server = await startServer();
-  const page = await browser.newPage();
-  try {
+  await withServerPage(browser, [], async (server, page) => {
     const first = randomFile(server.root, 'first.bin', 3 * MiB + 5);
     const second = randomFile(server.root, 'second.bin', 2 * MiB + 7);
     await openForm(page, server);
@@ -219,16 +202,11 @@ test("two widgets on one page upload at once, and every request carries the page
     assert.notEqual(a, b);
     assert.equal(sha256File(await saveDocument(page, server, 'First', a)), first.sha256);
     assert.equal(sha256File(await saveDocument(page, server, 'Second', b)), second.sha256);
-  } finally {
-    await page.close();
-    await server.stop();
-  }
+  });
 });
 
 test('a form shown again after an error keeps the finished upload: no second upload', async () => {
-  const server = await startServer();
-  const page = await browser.newPage();
-  try {
+  await withServerPage(browser, [], async (server, page) => {
     const file = randomFile(server.root, 'kept.bin', 2 * MiB + 3);
     await openForm(page, server);
     await page.setInputFiles('#id_file', file.path);
@@ -248,16 +226,11 @@ test('a form shown again after an error keeps the finished upload: no second upl
     await Promise.all([page.waitForURL(/\/documents\/\d+$/), page.click('#save')]);
     assert.equal(uploads, 0, 'nothing uploaded again');
     assert.equal(sha256File(join(server.media, await page.textContent('#path'))), file.sha256);
-  } finally {
-    await page.close();
-    await server.stop();
-  }
+  });
 });
 
 test('a file dropped on the drop area uploads like a picked one', async () => {
-  const server = await startServer();
-  const page = await browser.newPage();
-  try {
+  await withServerPage(browser, [], async (server, page) => {
     await openForm(page, server);
     const expected = await page.evaluate(async () => {
       const bytes = new Uint8Array(1536 * 1024);
@@ -274,16 +247,11 @@ test('a file dropped on the drop area uploads like a picked one', async () => {
     assert.equal(await page.textContent('[data-rw-name]'), 'dropped.bin');
     const token = await page.inputValue('[data-rw-token]');
     assert.equal(sha256File(await saveDocument(page, server, 'Dropped', token)), expected);
-  } finally {
-    await page.close();
-    await server.stop();
-  }
+  });
 });
 
 test('a busy server (503 with a message) is shown and retried until it recovers', async () => {
-  const server = await startServer();
-  const page = await browser.newPage();
-  try {
+  await withServerPage(browser, [], async (server, page) => {
     const file = randomFile(server.root, 'busy.bin', 6 * MiB);
     await openForm(page, server);
     const network = await slowNetwork(page, server, 100);
@@ -302,16 +270,11 @@ test('a busy server (503 with a message) is shown and retried until it recovers'
     });
     const token = await page.inputValue('[data-rw-token]');
     assert.equal(sha256File(await saveDocument(page, server, 'Busy', token)), file.sha256);
-  } finally {
-    await page.close();
-    await server.stop();
-  }
+  });
 });
 
 test('pause and resume buttons carry on, and Remove clears a finished upload', async () => {
-  const server = await startServer();
-  const page = await browser.newPage();
-  try {
+  await withServerPage(browser, [], async (server, page) => {
     const file = randomFile(server.root, 'buttons.bin', 8 * MiB);
     await openForm(page, server);
     await slowNetwork(page, server, 80);
@@ -330,8 +293,5 @@ test('pause and resume buttons carry on, and Remove clears a finished upload', a
     assert.equal(await page.inputValue('[data-rw-token]'), '');
     assert.ok(await page.$eval('#id_file', (input) => input.required), 'the field is required again');
     assert.ok(await page.isHidden('[data-rw-file]'));
-  } finally {
-    await page.close();
-    await server.stop();
-  }
+  });
 });
