@@ -41,6 +41,7 @@ pub struct ReadmeDoctests;
 
 pub mod assets;
 mod error;
+mod expiry;
 pub mod field;
 pub mod form;
 mod handler;
@@ -56,6 +57,7 @@ mod uploads;
 pub mod widget;
 
 pub use error::UploadError;
+pub use expiry::ExpiryReport;
 pub use field::{FileFieldError, ResumableFileField};
 pub use handler::router;
 pub use media::Media;

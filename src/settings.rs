@@ -48,6 +48,11 @@ pub struct Settings {
     /// is cut off then (503, so a live one retries), freeing its chunk for the retry; a
     /// duplicate request waits at most this long for the chunk's current writer.
     pub body_idle_timeout: Duration,
+    /// An unfinished upload nobody wrote to for this long expires (default 24 h): its
+    /// files are removed by [`Uploads::expire`](crate::Uploads::expire).
+    pub incomplete_expiry: Duration,
+    /// A complete upload no model saved within this long expires (default 7 days).
+    pub complete_expiry: Duration,
     /// Flush each chunk's bytes to the disk before recording it (default `true`), so a
     /// power cut never records a chunk whose bytes were lost. A process crash is safe
     /// either way.
@@ -73,6 +78,8 @@ impl Settings {
             body_idle_timeout: Duration::from_secs(60),
             parameter_names: vec![ParameterNames::resumable(), ParameterNames::flow()],
             sync_data: true,
+            incomplete_expiry: Duration::from_secs(24 * 60 * 60),
+            complete_expiry: Duration::from_secs(7 * 24 * 60 * 60),
         }
     }
 

@@ -46,6 +46,8 @@ struct State {
     /// Chunk numbers being written now, with the mode each would prove.
     writing: HashMap<u64, Option<Mode>>,
     complete: bool,
+    /// Removed by expiry: requests still holding this value must not write to it.
+    expired: bool,
 }
 
 /// What is known of an upload at one moment, for answers to the client.
@@ -113,6 +115,7 @@ impl Upload {
                 mode,
                 writing: HashMap::new(),
                 complete,
+                expired: false,
             }),
             released: Notify::new(),
             finishing: tokio::sync::Mutex::new(()),
@@ -168,6 +171,11 @@ impl Upload {
             released.as_mut().enable();
             {
                 let mut state = self.state();
+                if state.expired {
+                    return Err(UploadError::Retry(
+                        "this upload expired and was removed; send it again".into(),
+                    ));
+                }
                 if state.complete || state.marks[(number - 1) as usize] != 0 {
                     return Ok(Claim::Stored);
                 }
@@ -186,6 +194,17 @@ impl Upload {
                 )));
             }
         }
+    }
+
+    /// Marks the upload expired unless a chunk is being written now; true if it is now
+    /// expired (and so will never be written again through this value).
+    pub fn expire(&self) -> bool {
+        let mut state = self.state();
+        if !state.writing.is_empty() {
+            return false;
+        }
+        state.expired = true;
+        true
     }
 
     /// The current progress.
@@ -287,6 +306,19 @@ impl Registry {
             .get_or_try_init(|| async { Self::loaded(key, stored) })
             .await?;
         Ok(Some(upload.clone()))
+    }
+
+    /// Expires the upload `key` if it is not being written: marks its in-memory value (if
+    /// loaded) expired and forgets it. False if a chunk of it is being written now.
+    pub fn expire(&self, key: UploadKey) -> bool {
+        let mut uploads = self.uploads.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(upload) = uploads.get(&key).and_then(|cell| cell.get())
+            && !upload.expire()
+        {
+            return false;
+        }
+        uploads.remove(&key);
+        true
     }
 
     /// Forgets the upload `key` in this process (its files are removed by the caller).

@@ -248,6 +248,18 @@ impl Uploads {
             })
     }
 
+    /// Every chunk directory's uploads, with the directory (`None`: the default one).
+    pub(crate) fn registries(&self) -> Vec<(Option<&'static str>, &Registry)> {
+        std::iter::once((None, &self.inner.registry))
+            .chain(
+                self.inner
+                    .field_registries
+                    .iter()
+                    .map(|(dir, registry)| (Some(*dir), registry)),
+            )
+            .collect()
+    }
+
     /// The uploads of a chunk directory: a field's own (`CHUNKS_UPLOAD_TO`) or the default.
     fn registry(&self, chunks_upload_to: Option<&str>) -> Option<&Registry> {
         match chunks_upload_to {

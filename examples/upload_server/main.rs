@@ -14,7 +14,7 @@ mod web;
 use clap::Parser;
 use migration::{Migrator, MigratorTrait};
 use sea_orm_resumable::{Secret, Settings, Uploads};
-use std::{net::SocketAddr, path::PathBuf};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use tracing_subscriber::EnvFilter;
 
 /// Resumable uploads of large files (resumable.js / flow.js protocol).
@@ -88,6 +88,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let db = sea_orm::Database::connect(&database_url).await?;
     Migrator::up(&db, None).await?;
 
+    // Abandoned uploads go (after Settings' incomplete/complete expiry), checked hourly.
+    let stop_expiry = tokio_util::sync::CancellationToken::new();
+    let expiry = uploads.spawn_expiry(Duration::from_secs(3600), stop_expiry.clone());
     let app = web::routes(web::App { db, uploads });
 
     let listener = tokio::net::TcpListener::bind(args.bind).await?;
@@ -98,6 +101,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await?;
+    stop_expiry.cancel();
+    expiry.await?;
     println!("stopped");
     Ok(())
 }

@@ -288,6 +288,33 @@ pub(crate) fn released(upload: &PendingUpload) {
     });
 }
 
+/// Whether a save of the upload `key` (in `chunks_upload_to` under `media_root`) is under
+/// way in this process: expiry leaves such an upload alone.
+pub(crate) fn saving(
+    media_root: &Path,
+    chunks_upload_to: Option<&str>,
+    key: crate::UploadKey,
+) -> bool {
+    with_table(|table| {
+        let same = |id: &UploadId| {
+            id.key == key && id.chunks_upload_to == chunks_upload_to && id.media_root == media_root
+        };
+        table.moves.values().any(|m| same(&m.id)) || table.claimed.keys().any(same)
+    })
+}
+
+/// Whether a file under `<chunk dir>/saving/` or the staging directory belongs to a save
+/// under way in this process.
+pub(crate) fn holds_file(path: &Path) -> bool {
+    with_table(|table| {
+        table
+            .moves
+            .values()
+            .any(|m| m.reservation == path || m.source == path)
+            || table.claimed.values().flatten().any(|kept| kept == path)
+    })
+}
+
 /// Drops the move prepared for `key` (its path turned out to be held by a row).
 pub(crate) fn cancel(key: &MoveKey) {
     with_table(|table| {

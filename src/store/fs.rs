@@ -21,7 +21,7 @@ use std::{
     os::unix::fs::FileExt,
     path::{Path, PathBuf},
     sync::Arc,
-    time::Duration,
+    time::{Duration, SystemTime},
 };
 use tokio::task::{JoinHandle, spawn_blocking};
 
@@ -181,6 +181,38 @@ impl FsStore {
         blocking(move || {
             let file = OpenOptions::new().write(true).open(path)?;
             file.write_all_at(&[mark], number - 1)
+        })
+        .await
+    }
+
+    /// Every upload in the directory with when it was last written to (the newest
+    /// modification time of its files) and whether it is complete. Used by expiry only:
+    /// lists the directory.
+    pub(crate) async fn uploads(&self) -> io::Result<Vec<(UploadKey, SystemTime, bool)>> {
+        let dir = self.dir.clone();
+        blocking(move || {
+            let mut found = Vec::new();
+            for entry in std::fs::read_dir(&dir)? {
+                let entry = entry?;
+                let name = entry.file_name();
+                let Some(key) = name
+                    .to_str()
+                    .and_then(|n| n.strip_suffix(".meta"))
+                    .and_then(|k| k.parse::<UploadKey>().ok())
+                else {
+                    continue;
+                };
+                let mut last = entry.metadata()?.modified()?;
+                let mut complete = false;
+                for extension in ["marks", "part", "data"] {
+                    if let Ok(meta) = std::fs::metadata(dir.join(format!("{key}.{extension}"))) {
+                        last = last.max(meta.modified()?);
+                        complete |= extension == "data";
+                    }
+                }
+                found.push((key, last, complete));
+            }
+            Ok(found)
         })
         .await
     }
