@@ -66,6 +66,7 @@ impl Uploads {
                     continue;
                 }
                 registry.store.remove(&key).await?;
+                self.close_open(chunks_upload_to, key);
                 tracing::info!(%key, complete, ?idle, "upload expired");
                 if complete {
                     report.complete += 1;

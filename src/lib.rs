@@ -47,6 +47,7 @@ pub mod form;
 mod handler;
 pub mod layout;
 pub mod media;
+mod open_uploads;
 mod protocol;
 mod scope;
 mod settings;

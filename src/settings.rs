@@ -48,6 +48,9 @@ pub struct Settings {
     /// is cut off then (503, so a live one retries), freeing its chunk for the retry; a
     /// duplicate request waits at most this long for the chunk's current writer.
     pub body_idle_timeout: Duration,
+    /// Most unfinished uploads one scope (user) may have at once (default 100); a new one
+    /// beyond that is refused (400) until one completes or expires.
+    pub max_open_uploads: u64,
     /// An unfinished upload nobody wrote to for this long expires (default 24 h): its
     /// files are removed by [`Uploads::expire`](crate::Uploads::expire).
     pub incomplete_expiry: Duration,
@@ -78,6 +81,7 @@ impl Settings {
             body_idle_timeout: Duration::from_secs(60),
             parameter_names: vec![ParameterNames::resumable(), ParameterNames::flow()],
             sync_data: true,
+            max_open_uploads: 100,
             incomplete_expiry: Duration::from_secs(24 * 60 * 60),
             complete_expiry: Duration::from_secs(7 * 24 * 60 * 60),
         }

@@ -19,6 +19,7 @@ use crate::{
     field::{FileFieldOptions, PendingUpload},
     layout::Layout,
     media::check_relative,
+    open_uploads::OpenUploads,
     scope::AnonymousScope,
     store::{Mark, UploadMeta, WriteError, fs::FsStore},
     upload::{Claim, Finish, Registry, Upload},
@@ -67,6 +68,8 @@ struct Inner {
     field_registries: HashMap<&'static str, Registry>,
     /// Registered field names, with their chunk directory (`None`: the default one).
     fields: HashMap<String, Option<&'static str>>,
+    /// Unfinished uploads per scope, for `max_open_uploads`.
+    open: OpenUploads,
 }
 
 /// Builds [`Uploads`]: see [`Uploads::builder`].
@@ -199,8 +202,10 @@ impl UploadsBuilder {
                 field_registries.insert(*dir, Registry::new(store));
             }
         }
-        Ok(Uploads {
+        let open = OpenUploads::new(self.settings.max_open_uploads);
+        let uploads = Uploads {
             inner: Arc::new(Inner {
+                open,
                 settings: self.settings,
                 secret: self.secret,
                 scope: self.scope,
@@ -209,7 +214,9 @@ impl UploadsBuilder {
                 field_registries,
                 fields: self.fields,
             }),
-        })
+        };
+        uploads.count_open_uploads().await?;
+        Ok(uploads)
     }
 }
 
@@ -260,6 +267,27 @@ impl Uploads {
             .collect()
     }
 
+    /// Counts the unfinished uploads already on disk (a restart keeps each scope's limit).
+    async fn count_open_uploads(&self) -> io::Result<()> {
+        for (dir, registry) in self.registries() {
+            for (key, _, complete) in registry.store.uploads().await? {
+                if complete {
+                    continue;
+                }
+                if let Some(stored) = registry.store.load(&key).await? {
+                    // Counted even past the limit: they exist; new ones wait.
+                    self.inner.open.force_open(&stored.meta.scope, (dir, key));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Forgets an unfinished upload for the per-scope limit (completed or removed).
+    pub(crate) fn close_open(&self, dir: Option<&'static str>, key: UploadKey) {
+        self.inner.open.close((dir, key));
+    }
+
     /// The uploads of a chunk directory: a field's own (`CHUNKS_UPLOAD_TO`) or the default.
     fn registry(&self, chunks_upload_to: Option<&str>) -> Option<&Registry> {
         match chunks_upload_to {
@@ -268,8 +296,11 @@ impl Uploads {
         }
     }
 
-    /// The uploads a request is about, by the field it names.
-    fn registry_for(&self, params: &ChunkParams) -> Result<&Registry, UploadError> {
+    /// The uploads a request is about, by the field it names, with their directory.
+    fn registry_for(
+        &self,
+        params: &ChunkParams,
+    ) -> Result<(Option<&'static str>, &Registry), UploadError> {
         let dir =
             match &params.field {
                 None => None,
@@ -278,6 +309,7 @@ impl Uploads {
                 })?,
             };
         self.registry(dir)
+            .map(|registry| (dir, registry))
             .ok_or_else(|| UploadError::BadRequest("unknown upload field".into()))
     }
 
@@ -339,11 +371,12 @@ impl Uploads {
     /// Completes the upload if every chunk is in, and tells the hooks if this call did it.
     async fn finish(
         &self,
-        registry: &Registry,
+        (dir, registry): (Option<&'static str>, &Registry),
         scope: &Scope,
         upload: &Upload,
     ) -> Result<(), UploadError> {
         if upload.finish_if_all_in(&registry.store).await? == Finish::JustCompleted {
+            self.close_open(dir, upload.key);
             tracing::info!(key = %upload.key, size = upload.meta.total_size, "upload complete");
             if !self.inner.on_complete.is_empty() {
                 let done = CompletedUpload {
@@ -404,14 +437,14 @@ impl Uploads {
         let place = layout
             .place(params.chunk_number, params.current_chunk_size)
             .map_err(|e| UploadError::BadRequest(e.to_string()))?;
-        let registry = self.registry_for(params)?;
+        let (dir, registry) = self.registry_for(params)?;
         let key = UploadKey::derive(scope, &params.identifier);
         let Some(upload) = registry.find(key).await? else {
             return Ok(None);
         };
         Self::check_same_upload(&upload, params)?;
         // Finishes an upload whose completion was cut short (a crash, a full disk).
-        self.finish(registry, scope, &upload).await?;
+        self.finish((dir, registry), scope, &upload).await?;
         if upload.has_chunk(params.chunk_number, place.implies)? {
             Ok(Some(self.status(scope, &upload)))
         } else {
@@ -435,7 +468,7 @@ impl Uploads {
         let place = layout
             .place(params.chunk_number, params.current_chunk_size)
             .map_err(|e| UploadError::BadRequest(e.to_string()))?;
-        let registry = self.registry_for(params)?;
+        let (dir, registry) = self.registry_for(params)?;
         let key = UploadKey::derive(scope, &params.identifier);
         let meta = UploadMeta {
             scope: scope.as_str().to_owned(),
@@ -450,7 +483,23 @@ impl Uploads {
                 .map_or(0, |d| d.as_secs()),
             instance: uuid::Uuid::new_v4().simple().to_string(),
         };
-        let upload = registry.find_or_create(key, &meta).await?;
+        if registry.find(key).await?.is_none()
+            && !self.inner.open.try_open(scope.as_str(), (dir, key))
+        {
+            return Err(UploadError::BadRequest(format!(
+                "too many unfinished uploads (at most {}): finish or remove some first",
+                self.inner.open.limit()
+            )));
+        }
+        let upload = match registry.find_or_create(key, &meta).await {
+            Ok(upload) => upload,
+            Err(e) => {
+                if registry.find(key).await.ok().flatten().is_none() {
+                    self.close_open(dir, key);
+                }
+                return Err(e);
+            }
+        };
         Self::check_same_upload(&upload, params)?;
         let idle = self.inner.settings.body_idle_timeout;
         match upload
@@ -476,7 +525,7 @@ impl Uploads {
                 claim.record(mark);
             }
         }
-        self.finish(registry, scope, &upload).await?;
+        self.finish((dir, registry), scope, &upload).await?;
         Ok(self.status(scope, &upload))
     }
 
@@ -501,7 +550,9 @@ impl Uploads {
             .await
             .map_err(io)?
             .ok_or(FileFieldError::UnknownUpload)?;
-        self.finish(registry, scope, &upload).await.map_err(io)?;
+        self.finish((chunks_upload_to, registry), scope, &upload)
+            .await
+            .map_err(io)?;
         let progress = upload.progress();
         if !progress.complete {
             return Err(FileFieldError::Incomplete {
