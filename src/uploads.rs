@@ -21,7 +21,7 @@ use crate::{
     media::check_relative,
     open_uploads::OpenUploads,
     scope::AnonymousScope,
-    store::{Mark, UploadMeta, WriteError, fs::FsStore},
+    store::{BodyPace, Mark, UploadMeta, WriteError, fs::FsStore},
     upload::{Claim, Finish, Registry, Upload},
 };
 
@@ -313,6 +313,19 @@ impl Uploads {
             .ok_or_else(|| UploadError::BadRequest("unknown upload field".into()))
     }
 
+    /// How long a body of `len` bytes may take (see [`Settings::min_body_rate`]).
+    fn pace(&self, len: u64) -> BodyPace {
+        let settings = &self.inner.settings;
+        let limit = (settings.min_body_rate > 0).then(|| {
+            settings.body_idle_timeout
+                + Duration::from_secs_f64(len as f64 / settings.min_body_rate as f64)
+        });
+        BodyPace {
+            idle: settings.body_idle_timeout,
+            limit,
+        }
+    }
+
     /// Checks the sizes against the limits and the layout rules.
     fn layout(&self, params: &ChunkParams) -> Result<Layout, UploadError> {
         let settings = &self.inner.settings;
@@ -510,11 +523,13 @@ impl Uploads {
             Claim::Write(claim) => {
                 registry
                     .store
-                    .write_chunk(&key, place.offset, place.len, body, idle)
+                    .write_chunk(&key, place.offset, place.len, body, self.pace(place.len))
                     .await
                     .map_err(|e| match e {
                         WriteError::Io(e) => UploadError::Unavailable(e),
-                        idle @ WriteError::Idle(_) => UploadError::Retry(idle.to_string()),
+                        slow @ (WriteError::Idle(_) | WriteError::TooSlow(_)) => {
+                            UploadError::Retry(slow.to_string())
+                        }
                         other => UploadError::BadRequest(other.to_string()),
                     })?;
                 let mark = Mark::for_mode(place.implies);

@@ -180,3 +180,71 @@ async fn a_stalled_body_is_given_up_and_its_chunk_freed_for_the_retry() {
     upload.send_ok(2).await;
     upload.assert_stored(media.path());
 }
+
+#[tokio::test]
+async fn a_body_trickling_below_the_minimum_rate_is_cut_off_and_the_retry_stores_it() {
+    let media = tempfile::tempdir().unwrap();
+    let settings = sea_orm_resumable::Settings {
+        body_idle_timeout: std::time::Duration::from_millis(300),
+        min_body_rate: 1000,
+        ..settings(media.path())
+    };
+    let uploads = sea_orm_resumable::Uploads::builder(settings, secret())
+        .build()
+        .await
+        .unwrap();
+    let params = sea_orm_resumable::ChunkParams {
+        chunk_number: 1,
+        chunk_size: 2000,
+        current_chunk_size: 2000,
+        total_size: 2000,
+        identifier: "trickle".into(),
+        filename: "t.bin".into(),
+        relative_path: None,
+        content_type: None,
+        file_part: "file".into(),
+        field: None,
+    };
+    // 100 bytes every 200 ms: never idle for 300 ms, but only 500 bytes/s.
+    let trickle = futures_util::stream::unfold(0, |sent| async move {
+        (sent < 20).then_some(())?;
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        Some((
+            Ok::<_, std::io::Error>(bytes::Bytes::from(vec![5u8; 100])),
+            sent + 1,
+        ))
+    });
+    let scope = sea_orm_resumable::Scope::anonymous();
+    let started = std::time::Instant::now();
+    let error = uploads
+        .receive_chunk(&scope, &params, trickle)
+        .await
+        .unwrap_err();
+    let took = started.elapsed();
+    assert_eq!(
+        error.status(),
+        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        "{error}"
+    );
+    assert!(error.to_string().contains("too slowly"), "{error}");
+    // Allowed: 0.3 s + 2000 bytes at 1000 B/s = 2.3 s; the trickle needs 4 s.
+    assert!(
+        took >= std::time::Duration::from_millis(2200)
+            && took < std::time::Duration::from_millis(3500),
+        "{took:?}"
+    );
+    assert!(
+        uploads.test_chunk(&scope, &params).await.unwrap().is_none(),
+        "nothing recorded"
+    );
+
+    let whole =
+        futures_util::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from(vec![5u8; 2000]))]);
+    assert!(
+        uploads
+            .receive_chunk(&scope, &params, whole)
+            .await
+            .unwrap()
+            .complete
+    );
+}

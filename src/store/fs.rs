@@ -25,7 +25,7 @@ use std::{
 };
 use tokio::task::{JoinHandle, spawn_blocking};
 
-use super::{UploadMeta, WriteError};
+use super::{BodyPace, UploadMeta, WriteError};
 use crate::UploadKey;
 
 /// Bytes gathered from the body before one positioned write: large enough to keep the
@@ -150,7 +150,7 @@ impl FsStore {
         offset: u64,
         len: u64,
         body: S,
-        idle: Duration,
+        pace: BodyPace,
     ) -> Result<(), WriteError>
     where
         S: Stream<Item = Result<Bytes, E>> + Send,
@@ -163,7 +163,7 @@ impl FsStore {
             position: offset,
             in_flight: None,
         };
-        let result = writer.copy(body, len, idle).await;
+        let result = writer.copy(body, len, pace).await;
         // Whatever happened, wait for the last write so no byte lands after we return.
         let finished = writer.wait().await;
         result?;
@@ -265,7 +265,7 @@ struct PositionedWriter {
 }
 
 impl PositionedWriter {
-    async fn copy<S, E>(&mut self, body: S, len: u64, idle: Duration) -> Result<(), WriteError>
+    async fn copy<S, E>(&mut self, body: S, len: u64, pace: BodyPace) -> Result<(), WriteError>
     where
         S: Stream<Item = Result<Bytes, E>> + Send,
         E: std::fmt::Display,
@@ -273,12 +273,18 @@ impl PositionedWriter {
         let mut body = std::pin::pin!(body);
         let mut buffer = BytesMut::new();
         let mut received: u64 = 0;
+        let idle = pace.idle;
         // One timer for the whole body, pushed back at each frame (not one per frame).
         let mut silence = std::pin::pin!(tokio::time::sleep(idle));
+        // And one that is never pushed back: the slowest the whole body may be.
+        let limit = pace.limit.unwrap_or(Duration::MAX / 4);
+        let too_slow = std::pin::pin!(tokio::time::sleep(limit));
+        let mut too_slow = too_slow;
         loop {
             let frame = tokio::select! {
                 frame = body.next() => frame,
                 () = &mut silence => return Err(WriteError::Idle(idle)),
+                () = &mut too_slow => return Err(WriteError::TooSlow(limit)),
             };
             let Some(frame) = frame else { break };
             silence.as_mut().reset(tokio::time::Instant::now() + idle);

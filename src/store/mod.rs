@@ -95,7 +95,18 @@ pub(crate) enum WriteError {
     /// No piece of the body came within the idle timeout.
     #[error("the chunk body stalled for {0:?}")]
     Idle(std::time::Duration),
+    /// The whole body took longer than its size allows at the minimum rate.
+    #[error("the chunk body arrived too slowly (not complete within {0:?})")]
+    TooSlow(std::time::Duration),
     /// The storage failed.
     #[error(transparent)]
     Io(#[from] std::io::Error),
+}
+
+/// How long a request body may take: at most `idle` between two pieces, and the whole body
+/// within `limit` (when set).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct BodyPace {
+    pub idle: std::time::Duration,
+    pub limit: Option<std::time::Duration>,
 }
