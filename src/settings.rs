@@ -49,9 +49,11 @@ pub struct Settings {
     /// duplicate request waits at most this long for the chunk's current writer.
     pub body_idle_timeout: Duration,
     /// Slowest average a chunk body may arrive at, in bytes per second, after a grace of
-    /// `body_idle_timeout` (default 8 KiB/s): a chunk of `n` bytes must be in within
+    /// `body_idle_timeout` (default 1 KiB/s): a chunk of `n` bytes must be in within
     /// `body_idle_timeout + n / min_body_rate`, so a client trickling a byte now and then
-    /// does not hold its chunk forever. 0 turns the check off.
+    /// does not hold its chunk forever. 0 turns the check off. Keep it well below the
+    /// slowest uplink you serve divided by the chunks a client sends at once: a client
+    /// slower than this never gets its chunk in.
     pub min_body_rate: u64,
     /// Most unfinished uploads one scope (user) may have at once (default 100); a new one
     /// beyond that is refused (400) until one completes or expires.
@@ -86,7 +88,7 @@ impl Settings {
             body_idle_timeout: Duration::from_secs(60),
             parameter_names: vec![ParameterNames::resumable(), ParameterNames::flow()],
             sync_data: true,
-            min_body_rate: 8 * 1024,
+            min_body_rate: 1024,
             max_open_uploads: 100,
             incomplete_expiry: Duration::from_secs(24 * 60 * 60),
             complete_expiry: Duration::from_secs(7 * 24 * 60 * 60),

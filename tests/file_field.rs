@@ -648,6 +648,33 @@ async fn migration_table_equals_the_entity_table(backend: Backend) {
     f.db.execute(&statement).await.unwrap();
     let from_entity = columns(&f.db, backend, "document_from_entity").await;
     assert_eq!(from_migration, from_entity);
+    if backend == Backend::Sqlite {
+        // SQLite keeps each table's DDL as written (normalised): compare it verbatim.
+        let ddl = |table: &'static str| {
+            let db = &f.db;
+            async move {
+                let sql = format!("SELECT sql FROM sqlite_master WHERE name = '{table}'");
+                let row = db
+                    .query_one_raw(sea_orm::Statement::from_string(
+                        db.get_database_backend(),
+                        sql,
+                    ))
+                    .await
+                    .unwrap()
+                    .unwrap();
+                row.try_get::<String>("", "sql").unwrap()
+            }
+        };
+        let migration_ddl = ddl("document").await;
+        let entity_ddl = ddl("document_from_entity")
+            .await
+            .replace("document_from_entity", "document");
+        assert_eq!(migration_ddl, entity_ddl);
+        assert!(
+            migration_ddl.contains(r#""file" varchar(255) NOT NULL"#),
+            "{migration_ddl}"
+        );
+    }
     let file = from_migration.iter().find(|c| c.contains("file")).unwrap();
     assert!(file.contains("255"), "{file}");
 }

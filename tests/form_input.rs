@@ -24,6 +24,18 @@ sea_orm_resumable::file_field! {
 const PDF: &[u8] = b"%PDF-1.7\n1 0 obj << /Type /Catalog >> endobj\n";
 const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x06\0\0\0";
 
+/// Why `token` does not make a valid input of a field with options `C`.
+async fn refusal<C: sea_orm_resumable::field::FileFieldOptions>(
+    uploads: &Uploads,
+    scope: &Scope,
+    token: &sea_orm_resumable::UploadToken,
+) -> FileFieldError {
+    FileInput::<C>::new(token.as_str())
+        .clean(uploads, scope)
+        .await
+        .unwrap_err()
+}
+
 async fn service() -> (tempfile::TempDir, Uploads) {
     let media = tempfile::tempdir().unwrap();
     let uploads = Uploads::builder(settings(media.path()), secret())
@@ -101,10 +113,7 @@ async fn the_type_is_judged_from_the_bytes_not_from_the_browsers_claim() {
         exe,
     )
     .await;
-    let error = FileInput::<Scans>::new(token.as_str())
-        .clean(&uploads, &scope)
-        .await
-        .unwrap_err();
+    let error = refusal::<Scans>(&uploads, &scope, &token).await;
     assert_eq!(
         error.to_string(),
         "this file's content is application/vnd.microsoft.portable-executable, which is not \
@@ -134,10 +143,7 @@ async fn text_fields_take_utf8_text_and_refuse_binary() {
             .is_ok()
     );
     let token = upload_direct(&uploads, &scope, None, "s.csv", &[0, 1, 2, 250, 251]).await;
-    let error = FileInput::<Sheets>::new(token.as_str())
-        .clean(&uploads, &scope)
-        .await
-        .unwrap_err();
+    let error = refusal::<Sheets>(&uploads, &scope, &token).await;
     assert!(
         matches!(error, FileFieldError::ContentType { ref found, .. } if found == "application/octet-stream")
     );
@@ -150,10 +156,7 @@ async fn a_file_over_the_fields_size_is_refused() {
     let mut big = PDF.to_vec();
     big.resize(100_001, b' ');
     let token = upload_direct(&uploads, &scope, None, "big.pdf", &big).await;
-    let error = FileInput::<Scans>::new(token.as_str())
-        .clean(&uploads, &scope)
-        .await
-        .unwrap_err();
+    let error = refusal::<Scans>(&uploads, &scope, &token).await;
     assert_eq!(
         error.to_string(),
         "the file is too large (100001 bytes; at most 100000 bytes are allowed)"
