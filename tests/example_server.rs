@@ -3,63 +3,11 @@
 mod common;
 #[path = "common/db.rs"]
 mod db;
+#[path = "common/example.rs"]
+mod example;
 
 use common::*;
-use std::{
-    io::{BufRead, BufReader},
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
-};
-
-/// `target/<profile>/examples/upload_server`, built by `cargo build --examples` (which
-/// `tests/run.sh` runs first; `cargo test` alone builds examples under another name).
-fn example_binary() -> PathBuf {
-    let deps = std::env::current_exe().unwrap();
-    deps.parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples/upload_server")
-}
-
-/// Starts the example; returns the child and the endpoint URL it printed.
-fn start(media: &Path) -> (Child, String) {
-    start_with(media, &[])
-}
-
-/// Starts the example with extra flags.
-fn start_with(media: &Path, extra: &[&str]) -> (Child, String) {
-    let mut child = Command::new(example_binary())
-        .args(["--bind", "127.0.0.1:0", "--media-root"])
-        .arg(media)
-        .args(extra)
-        .env_remove("DATABASE_URL")
-        .env_remove("RESUMABLE_SECRET")
-        .env_remove("RESUMABLE_SUBDIR")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("build the example first: cargo build --examples (tests/run.sh does)");
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("{line}"))
-        .to_owned();
-    (child, url)
-}
-
-fn interrupt(mut child: Child) {
-    let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exit = child.wait().unwrap();
-    assert!(exit.success(), "stops cleanly on Ctrl-C: {exit:?}");
-}
+use example::*;
 
 #[tokio::test]
 async fn the_example_serves_uploads_stops_on_ctrl_c_and_keeps_its_secret() {
@@ -84,54 +32,6 @@ async fn the_example_serves_uploads_stops_on_ctrl_c_and_keeps_its_secret() {
     upload.send_all(vec![2, 3], 2).await;
     upload.assert_stored(&media);
     interrupt(server);
-}
-
-/// The example's pages, driven like a browser that does not follow redirects.
-struct Site {
-    base: String,
-    http: reqwest::Client,
-}
-
-impl Site {
-    fn new(endpoint: &str) -> Self {
-        Self {
-            base: endpoint.trim_end_matches("/resumable_upload/").to_owned(),
-            http: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
-        }
-    }
-
-    async fn post_document(&self, title: &str, token: &str) -> reqwest::Response {
-        self.http
-            .post(format!("{}/documents", self.base))
-            .form(&[("title", title), ("file", token)])
-            .send()
-            .await
-            .unwrap()
-    }
-
-    async fn get(&self, path: &str) -> reqwest::Response {
-        self.http
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .unwrap()
-    }
-}
-
-/// The text of the element with `id` in a page we wrote (`id="x">text<` or `href`).
-fn element(page: &str, id: &str) -> String {
-    let start = page
-        .find(&format!("id=\"{id}\""))
-        .unwrap_or_else(|| panic!("no #{id} in {page}"));
-    let rest = &page[start..];
-    if let Some(href) = rest.strip_prefix(&format!("id=\"{id}\" href=\"")) {
-        return href[..href.find('"').unwrap()].to_owned();
-    }
-    let text = &rest[rest.find('>').unwrap() + 1..];
-    text[..text.find('<').unwrap()].to_owned()
 }
 
 /// Upload → form → row → page → file, with the sha256 of what `/media/` serves.

@@ -21,6 +21,9 @@ pub struct Model {
     pub file: ResumableFileField<DocumentFile>,
     /// When the row was made.
     pub created_at: DateTimeUtc,
+    /// Who uploaded it: the user name with `--require-login`, `""` without.
+    #[sea_orm(column_type = "String(StringLen::N(64))", default_value = "")]
+    pub owner: String,
 }
 
 /// No relations.

@@ -7,10 +7,18 @@
 //!
 //! Point resumable.js or flow.js at `http://127.0.0.1:8000/resumable_upload/`, then post
 //! the token it answers with to `/documents` (form fields `title` and `file`).
+//!
+//! With `--require-login --user alice:secret1 --user bob:secret2`, everything but `/login`
+//! and the static assets needs a session (log in with a `POST /login` of `username` and
+//! `password`), each user sees only their own uploads and documents, and every POST needs
+//! the session's CSRF token (form field `csrf_token`, or the `X-CSRF-Token` header the
+//! widget sends).
 
 mod document;
+mod login;
 mod web;
 
+use axum::http::request::Parts;
 use clap::Parser;
 use migration::{Migrator, MigratorTrait};
 use sea_orm_resumable::{Secret, Settings, Uploads};
@@ -45,6 +53,13 @@ struct Args {
     /// `upload_server.sqlite` beside the media root. Migrations run at start.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
+    /// Only logged-in users may upload, see documents and download files; each sees
+    /// only their own. Log in at `/login`.
+    #[arg(long, requires = "users")]
+    require_login: bool,
+    /// A user who may log in, as NAME:PASSWORD (repeat for more users).
+    #[arg(long = "user", value_name = "NAME:PASSWORD", value_parser = login::parse_user_flag)]
+    users: Vec<login::UserFlag>,
 }
 
 #[tokio::main]
@@ -75,7 +90,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         max_file_size: args.max_file_size,
         ..Settings::new(&args.media_root)
     };
-    let uploads = Uploads::builder(settings, secret).build().await?;
+    // Each logged-in user is an upload scope: nobody tests, writes or claims another
+    // user's uploads. Without --require-login everybody shares the anonymous scope.
+    let require_login = args.require_login;
+    let uploads = Uploads::builder(settings, secret)
+        .scope(move |parts: &Parts| login::scope_of(parts, require_login))
+        .build()
+        .await?;
 
     let database_url = match &args.database_url {
         Some(url) => url.clone(),
@@ -91,7 +112,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Abandoned uploads go (after Settings' incomplete/complete expiry), checked hourly.
     let stop_expiry = tokio_util::sync::CancellationToken::new();
     let expiry = uploads.spawn_expiry(Duration::from_secs(3600), stop_expiry.clone());
-    let app = web::routes(web::App { db, uploads });
+    let app = web::routes(
+        web::App {
+            db,
+            uploads,
+            require_login,
+        },
+        login::Users::new(&args.users),
+    );
 
     let listener = tokio::net::TcpListener::bind(args.bind).await?;
     println!(

@@ -3,12 +3,17 @@
 use axum::{
     Form, Router,
     body::Body,
-    extract::{Path, State},
+    extract::{FromRequestParts, Path, State},
     http::{HeaderValue, Request, StatusCode, header, request::Parts},
+    middleware,
     response::{Html, IntoResponse, Redirect, Response},
     routing::{get, post},
 };
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, DatabaseConnection, EntityTrait, QueryOrder};
+use axum_login::AuthManagerLayerBuilder;
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter,
+    QueryOrder,
+};
 use sea_orm_resumable::{
     Uploads, Widget,
     assets::{Assets, assets_router},
@@ -21,25 +26,74 @@ use serde::Deserialize;
 use tower::ServiceExt;
 use tower_http::services::ServeFile;
 
+use tower_sessions::{MemoryStore, SessionManagerLayer, cookie::SameSite};
+
 use crate::document::{self, DocumentFile};
+use crate::login::{self, Auth, CSRF_FIELD, Users};
 
 /// What the handlers share.
 #[derive(Clone)]
 pub struct App {
     pub db: DatabaseConnection,
     pub uploads: Uploads,
+    /// `--require-login`: pages, the upload endpoint and `/media/` are for logged-in
+    /// users only, each seeing their own uploads and documents.
+    pub require_login: bool,
 }
 
-/// Every route of the example app.
-pub fn routes(app: App) -> Router {
-    Router::new()
+/// Every route of the example app; `users` log in at `/login`.
+pub fn routes(app: App, users: Users) -> Router {
+    let mut pages = Router::new()
         .route("/", get(index))
         .route("/documents", post(create_document))
-        .route("/documents/{id}", get(show_document))
-        .route("/media/{*path}", get(media_file))
+        .route("/documents/{id}", get(show_document));
+    let mut files = Router::new().route("/media/{*path}", get(media_file));
+    let mut endpoint = router(app.uploads.clone());
+    if app.require_login {
+        pages = pages.route_layer(middleware::from_fn(login::require_user_page));
+        files = files.route_layer(middleware::from_fn(login::require_user));
+        endpoint = endpoint.route_layer(middleware::from_fn(login::require_user));
+    }
+    // Sessions live in memory: a restart logs everybody out (uploads resume after the
+    // next login). SameSite=Lax keeps the cookie off cross-site POSTs as a second guard
+    // beside the CSRF token.
+    let sessions = SessionManagerLayer::new(MemoryStore::default())
+        .with_secure(false)
+        .with_same_site(SameSite::Lax);
+    let auth = AuthManagerLayerBuilder::new(users, sessions).build();
+    Router::new()
+        .merge(pages)
+        .merge(files)
+        .route("/login", get(login::login_form).post(login::login))
+        .route("/logout", post(login::logout))
         .nest_service(ASSETS_URL, assets_router())
-        .nest_service("/resumable_upload", router(app.uploads.clone()))
+        .nest_service("/resumable_upload", endpoint)
         .with_state(app)
+        .layer(auth)
+}
+
+/// Who is asking: the owner their documents get (the user name, `""` without login)
+/// and, with login, the session's CSRF token for the page's forms and the widget.
+pub struct Viewer {
+    owner: String,
+    csrf: Option<String>,
+}
+
+impl FromRequestParts<App> for Viewer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Self::Rejection> {
+        let auth = parts.extensions.get::<Auth>().cloned();
+        let owner = auth
+            .as_ref()
+            .and_then(|a| a.user.as_ref())
+            .map_or(String::new(), |u| u.name.clone());
+        let csrf = match (&auth, app.require_login) {
+            (Some(auth), true) => Some(login::csrf_token(&auth.session).await),
+            _ => None,
+        };
+        Ok(Self { owner, csrf })
+    }
 }
 
 /// The form a page posts once its upload is complete.
@@ -50,6 +104,9 @@ pub struct DocumentForm {
     /// The widget's hidden input: the upload token.
     #[serde(default)]
     file: FileInput<DocumentFile>,
+    /// With login: the session's CSRF token.
+    #[serde(default)]
+    csrf_token: String,
 }
 
 /// Where the widget uploads, and where its script and stylesheet are served.
@@ -57,21 +114,39 @@ const UPLOAD_URL: &str = "/resumable_upload/";
 const ASSETS_URL: &str = "/static/resumable";
 
 /// `GET /`: the document form and the list of documents.
-async fn index(State(app): State<App>) -> Result<Html<String>, AppError> {
+async fn index(State(app): State<App>, viewer: Viewer) -> Result<Html<String>, AppError> {
     let form = document_form(
+        &viewer,
         "",
         Widget::for_field::<DocumentFile>("file", UPLOAD_URL).required(true),
         None,
     );
+    let list = document_list(&app, &viewer).await?;
     Ok(page(
         "Documents",
-        &format!("{form}{}", document_list(&app).await?),
+        &format!("{}{form}{list}", who_is_logged_in(&viewer)),
+        viewer.csrf.as_deref(),
     ))
 }
 
-/// The list of documents, newest first.
-async fn document_list(app: &App) -> Result<String, AppError> {
+/// "Logged in as …" and the logout button, with login.
+fn who_is_logged_in(viewer: &Viewer) -> String {
+    let Some(csrf) = &viewer.csrf else {
+        return String::new();
+    };
+    format!(
+        "<form method=\"post\" action=\"/logout\" id=\"logout-form\"><p>Logged in as \
+         <strong id=\"user\">{}</strong> <input type=\"hidden\" name=\"{CSRF_FIELD}\" \
+         value=\"{}\"><button id=\"log-out\">Log out</button></p></form>",
+        Escaped(&viewer.owner),
+        Escaped(csrf)
+    )
+}
+
+/// The viewer's documents, newest first.
+async fn document_list(app: &App, viewer: &Viewer) -> Result<String, AppError> {
     let documents = document::Entity::find()
+        .filter(document::Column::Owner.eq(viewer.owner.as_str()))
         .order_by_desc(document::Column::Id)
         .all(&app.db)
         .await?;
@@ -94,9 +169,16 @@ async fn document_list(app: &App) -> Result<String, AppError> {
 /// or the form again (422) with the reasons, keeping a completed upload.
 async fn create_document(
     State(app): State<App>,
+    viewer: Viewer,
     parts: Parts,
     Form(form): Form<DocumentForm>,
 ) -> Result<Response, AppError> {
+    if let Some(csrf) = &viewer.csrf {
+        // With login the session's token must come back; its absence is a forged post.
+        if !login::same_token(csrf, &form.csrf_token) {
+            return Ok(login::csrf_refusal());
+        }
+    }
     let scope = app.uploads.scope_of(&parts).ok();
     let title = form.title.trim();
     let title_error = title
@@ -110,6 +192,7 @@ async fn create_document(
         (None, Ok(file)) => document::ActiveModel {
             title: Set(title.to_owned()),
             file: Set(file),
+            owner: Set(viewer.owner.clone()),
             created_at: Set(chrono::Utc::now()),
             ..Default::default()
         }
@@ -138,20 +221,29 @@ async fn create_document(
         .required(true)
         .value(form.file.token(), status)
         .errors((!file_error.is_empty()).then_some(file_error));
-    let body = document_form(&form.title, widget, title_error);
+    let body = document_form(&viewer, &form.title, widget, title_error);
     Ok((
         StatusCode::UNPROCESSABLE_ENTITY,
-        page("Invalid document", &body),
+        page("Invalid document", &body, viewer.csrf.as_deref()),
     )
         .into_response())
 }
 
-/// `GET /documents/{id}`: title, stored path and a link to the file.
-async fn show_document(State(app): State<App>, Path(id): Path<i32>) -> Result<Response, AppError> {
-    let Some(doc) = document::Entity::find_by_id(id).one(&app.db).await? else {
+/// `GET /documents/{id}`: title, stored path and a link to the file (the viewer's own
+/// documents only: anybody else's is "not found").
+async fn show_document(
+    State(app): State<App>,
+    viewer: Viewer,
+    Path(id): Path<i32>,
+) -> Result<Response, AppError> {
+    let found = document::Entity::find_by_id(id)
+        .filter(document::Column::Owner.eq(viewer.owner.as_str()))
+        .one(&app.db)
+        .await?;
+    let Some(doc) = found else {
         return Ok((
             StatusCode::NOT_FOUND,
-            page("Not found", "<p>No such document.</p>"),
+            page("Not found", "<p>No such document.</p>", None),
         )
             .into_response());
     };
@@ -175,16 +267,29 @@ async fn show_document(State(app): State<App>, Path(id): Path<i32>) -> Result<Re
         doc.created_at.to_rfc3339(),
         Escaped(&url),
     );
-    Ok(page(&doc.title, &body).into_response())
+    Ok(page(&doc.title, &body, None).into_response())
 }
 
 /// `GET /media/{path}`: a stored file. Chunk directories and anything outside the media
-/// root are never served.
+/// root are never served; with login, only files of the viewer's own documents are.
 async fn media_file(
     State(app): State<App>,
+    viewer: Viewer,
     Path(path): Path<String>,
     request: Request<Body>,
 ) -> Response {
+    if app.require_login {
+        let owned = document::Entity::find()
+            .filter(document::Column::File.eq(path.as_str()))
+            .filter(document::Column::Owner.eq(viewer.owner.as_str()))
+            .one(&app.db)
+            .await;
+        match owned {
+            Ok(Some(_)) => {}
+            Ok(None) => return (StatusCode::NOT_FOUND, "not found").into_response(),
+            Err(e) => return AppError(e).into_response(),
+        }
+    }
     let mut response = match app.uploads.media().path(&path) {
         Ok(file) => match ServeFile::new(file).oneshot(request).await {
             Ok(response) => response.into_response(),
@@ -210,8 +315,19 @@ async fn media_file(
     response
 }
 
-/// The document form: a title and the file widget.
-fn document_form(title: &str, widget: Widget, title_error: Option<&str>) -> String {
+/// The document form: a title and the file widget (and, with login, the CSRF token).
+fn document_form(
+    viewer: &Viewer,
+    title: &str,
+    widget: Widget,
+    title_error: Option<&str>,
+) -> String {
+    let csrf = viewer.csrf.as_ref().map_or(String::new(), |token| {
+        format!(
+            "<input type=\"hidden\" name=\"{CSRF_FIELD}\" value=\"{}\">",
+            Escaped(token)
+        )
+    });
     let title_error = title_error.map_or(String::new(), |e| {
         format!(
             "<p class=\"error\" id=\"title-error\" role=\"alert\">{}</p>",
@@ -220,7 +336,7 @@ fn document_form(title: &str, widget: Widget, title_error: Option<&str>) -> Stri
     });
     format!(
         "<h2>New document</h2>\
-         <form method=\"post\" action=\"/documents\" id=\"document-form\">\
+         <form method=\"post\" action=\"/documents\" id=\"document-form\">{csrf}\
          <p><label>Title <input name=\"title\" id=\"title\" value=\"{}\" required></label></p>{title_error}\
          {}\
          <p><button id=\"save\">Save</button></p></form>",
@@ -229,10 +345,15 @@ fn document_form(title: &str, widget: Widget, title_error: Option<&str>) -> Stri
     )
 }
 
-fn page(title: &str, body: &str) -> Html<String> {
+/// A whole page; `csrf` goes into `<meta name="csrf-token">`, where the widget reads the
+/// token it sends with every chunk.
+pub fn page(title: &str, body: &str, csrf: Option<&str>) -> Html<String> {
+    let csrf = csrf.map_or(String::new(), |token| {
+        format!("<meta name=\"csrf-token\" content=\"{}\">", Escaped(token))
+    });
     Html(format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">{csrf}\
          <title>{}</title>{}\
          <style>body{{font-family:system-ui,sans-serif;max-width:44rem;margin:2rem auto;padding:0 1rem}}\
          .error{{color:#b91c1c}}</style></head><body><h1>{}</h1>{body}</body></html>",

@@ -8,6 +8,7 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m20261125_000001_create_document;
+mod m20261126_000001_add_document_owner;
 
 /// Every migration of the example app, in order.
 pub struct Migrator;
@@ -15,7 +16,10 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261125_000001_create_document::Migration)]
+        vec![
+            Box::new(m20261125_000001_create_document::Migration),
+            Box::new(m20261126_000001_add_document_owner::Migration),
+        ]
     }
 }
 

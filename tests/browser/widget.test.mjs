@@ -295,3 +295,56 @@ test('pause and resume buttons carry on, and Remove clears a finished upload', a
     assert.ok(await page.isHidden('[data-rw-file]'));
   });
 });
+
+test('with --require-login: log in, upload through the widget with the CSRF header, save, log out', async () => {
+  const args = ['--require-login', '--user', 'alice:wonderland', '--user', 'bob:builder'];
+  await withServerPage(browser, args, async (server, page) => {
+    await page.goto(`${server.base}/`);
+    assert.match(page.url(), /\/login\?next=%2F$/, 'pages send a stranger to the login form');
+    await page.fill('#username', 'alice');
+    await page.fill('#password', 'wrong');
+    await page.click('#log-in');
+    assert.equal(await page.textContent('#login-error'), 'Wrong user name or password.');
+    await page.fill('#username', 'alice');
+    await page.fill('#password', 'wonderland');
+    await Promise.all([page.waitForURL(`${server.base}/`), page.click('#log-in')]);
+    assert.equal(await page.textContent('#user'), 'alice');
+
+    const csrf = await page.getAttribute('meta[name="csrf-token"]', 'content');
+    const headers = [];
+    page.on('request', (request) => {
+      if (request.url().includes('/resumable_upload')) headers.push(request.headers()['x-csrf-token']);
+    });
+    const file = randomFile(server.root, 'private.bin', 3 * MiB + 5);
+    await openForm(page, server);
+    await page.setInputFiles('#id_file', file.path);
+    await page.waitForFunction(() => document.querySelector('[data-rw-token]').value !== '');
+    await page.fill('#title', 'Private');
+    await Promise.all([page.waitForURL(/\/documents\/\d+$/), page.click('#save')]);
+    assert.equal(sha256File(join(server.media, await page.textContent('#path'))), file.sha256);
+    assert.ok(headers.length >= 4, `${headers.length} upload requests`);
+    assert.ok(headers.every((h) => h === csrf), 'every upload request carried the token');
+    const documentUrl = page.url();
+    const download = await page.getAttribute('#file', 'href');
+    assert.equal((await page.request.get(`${server.base}${download}`)).status(), 200);
+
+    // Bob, in another browser context, sees neither the document nor the file.
+    const bob = await browser.newContext();
+    try {
+      const bobPage = await bob.newPage();
+      await bobPage.goto(`${server.base}/login`);
+      await bobPage.fill('#username', 'bob');
+      await bobPage.fill('#password', 'builder');
+      await Promise.all([bobPage.waitForURL(`${server.base}/`), bobPage.click('#log-in')]);
+      assert.equal(await bobPage.$$eval('#documents li', (items) => items.length), 0);
+      assert.equal((await bobPage.goto(documentUrl)).status(), 404);
+      assert.equal((await bobPage.request.get(`${server.base}${download}`)).status(), 404);
+    } finally {
+      await bob.close();
+    }
+
+    await page.goto(`${server.base}/`);
+    await Promise.all([page.waitForURL(/\/login$/), page.click('#log-out')]);
+    assert.equal((await page.request.get(`${server.base}${download}`)).status(), 401);
+  });
+});
