@@ -219,3 +219,36 @@ async fn read_text(mut field: Field<'_>) -> Result<String, UploadError> {
     String::from_utf8(bytes)
         .map_err(|_| UploadError::BadRequest(format!("form field {name:?} is not UTF-8")))
 }
+
+impl Uploads {
+    /// Answers a chunk request with `response` after reading and discarding what the
+    /// client is still sending (up to the endpoint's body limit, while it keeps sending),
+    /// so it reads the answer rather than a broken connection. For middleware in front of
+    /// the endpoint that refuses requests (a login check): browsers report an answer sent
+    /// over an unread body as a network error and retry, without the reason.
+    ///
+    /// ```
+    /// use axum::{extract::{Request, State}, http::StatusCode, middleware::{self, Next}, response::Response, Router};
+    /// use sea_orm_resumable::{Secret, Settings, Uploads, router};
+    ///
+    /// async fn require_login(State(uploads): State<Uploads>, request: Request, next: Next) -> Response {
+    ///     let logged_in = request.headers().contains_key("authorization");
+    ///     if !logged_in {
+    ///         return uploads.refuse(request, (StatusCode::UNAUTHORIZED, "log in first")).await;
+    ///     }
+    ///     next.run(request).await
+    /// }
+    ///
+    /// # async fn build() -> std::io::Result<()> {
+    /// let uploads = Uploads::builder(Settings::new("./media"), Secret::generate()).build().await?;
+    /// let guard = middleware::from_fn_with_state(uploads.clone(), require_login);
+    /// let app: Router = Router::new().nest_service("/resumable_upload", router(uploads).route_layer(guard));
+    /// # Ok(()) }
+    /// ```
+    pub async fn refuse(&self, request: Request, response: impl IntoResponse) -> Response {
+        let settings = self.settings();
+        let (limit, idle) = (settings.max_body_size(), settings.body_idle_timeout);
+        drain(request.into_body().into_data_stream(), limit as u64, idle).await;
+        response.into_response()
+    }
+}

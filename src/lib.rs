@@ -42,6 +42,7 @@ pub struct ReadmeDoctests;
 pub mod assets;
 mod error;
 mod expiry;
+mod faults;
 pub mod field;
 pub mod form;
 mod handler;
@@ -59,7 +60,7 @@ pub mod widget;
 
 pub use error::UploadError;
 pub use expiry::ExpiryReport;
-pub use field::{FileFieldError, ResumableFileField};
+pub use field::{FileFieldError, RecoveryReport, ResumableFileField};
 pub use handler::router;
 pub use media::Media;
 pub use protocol::{ChunkParams, MAX_NAME_BYTES, MAX_PATH_BYTES, ParamError, ParameterNames};

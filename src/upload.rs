@@ -16,6 +16,7 @@ use std::{
 };
 use tokio::sync::{Notify, OnceCell};
 
+use crate::faults::fault_point;
 use crate::{
     UploadError, UploadKey,
     layout::{Layout, Mode},
@@ -238,6 +239,7 @@ impl Upload {
         if self.state().complete {
             return Ok(Finish::AlreadyComplete);
         }
+        fault_point!("upload-finishing");
         store.finish(&self.key).await?;
         self.state().complete = true;
         Ok(Finish::JustCompleted)

@@ -13,6 +13,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
+use crate::faults::fault_point;
 use crate::{
     ChunkParams, FileFieldError, Media, Scope, ScopeResolver, Secret, Settings, UploadError,
     UploadKey, UploadToken,
@@ -289,7 +290,7 @@ impl Uploads {
     }
 
     /// The uploads of a chunk directory: a field's own (`CHUNKS_UPLOAD_TO`) or the default.
-    fn registry(&self, chunks_upload_to: Option<&str>) -> Option<&Registry> {
+    pub(crate) fn registry(&self, chunks_upload_to: Option<&str>) -> Option<&Registry> {
         match chunks_upload_to {
             None => Some(&self.inner.registry),
             Some(dir) => self.inner.field_registries.get(dir),
@@ -532,12 +533,14 @@ impl Uploads {
                         }
                         other => UploadError::BadRequest(other.to_string()),
                     })?;
+                fault_point!("chunk-written");
                 let mark = Mark::for_mode(place.implies);
                 registry
                     .store
                     .mark(&key, params.chunk_number, mark as u8)
                     .await?;
                 claim.record(mark);
+                fault_point!("chunk-marked");
             }
         }
         self.finish((dir, registry), scope, &upload).await?;

@@ -1,8 +1,6 @@
 //! The example app as people run it: a child process with its command-line flags.
 
 mod common;
-#[path = "common/db.rs"]
-mod db;
 #[path = "common/example.rs"]
 mod example;
 
@@ -119,19 +117,9 @@ async fn upload_form_row_file_round_trip_on_sqlite_by_default() {
 
 #[tokio::test]
 async fn upload_form_row_file_round_trip_on_postgres() {
-    let Some(url) = db::postgres_url() else {
-        eprintln!("SKIPPED: DATABASE_URL is not set to a PostgreSQL server");
+    let Some(database) = PostgresDatabase::create().await else {
         return;
     };
-    let database = format!("example_{}", uuid::Uuid::new_v4().simple());
-    let admin = sea_orm::Database::connect(&url).await.unwrap();
-    sea_orm::ConnectionTrait::execute_unprepared(&admin, &format!("CREATE DATABASE {database}"))
-        .await
-        .unwrap();
-    let (server_url, _) = url.rsplit_once('/').unwrap();
-    let database_url = format!("{server_url}/{database}");
-    upload_form_row_file_round_trip(&["--database-url", &database_url]).await;
-    sea_orm::ConnectionTrait::execute_unprepared(&admin, &format!("DROP DATABASE {database}"))
-        .await
-        .unwrap();
+    upload_form_row_file_round_trip(&["--database-url", &database.url]).await;
+    database.drop_database().await;
 }

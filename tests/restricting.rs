@@ -3,18 +3,26 @@
 
 use axum::{
     Router,
-    extract::Request,
+    extract::{Request, State},
     http::StatusCode,
     middleware::{self, Next},
-    response::{IntoResponse, Response},
+    response::Response,
 };
 use sea_orm_resumable::{Secret, Settings, Uploads, router};
 
-/// Lets a request through only with `Authorization: let-me-in`.
-async fn require_password(request: Request, next: Next) -> Response {
+/// Lets a request through only with `Authorization: let-me-in`; refuses others after
+/// reading their body (`Uploads::refuse`), so the client reads the 401.
+async fn require_password(
+    State(uploads): State<Uploads>,
+    request: Request,
+    next: Next,
+) -> Response {
     match request.headers().get("authorization") {
         Some(v) if v == "let-me-in" => next.run(request).await,
-        _ => (StatusCode::UNAUTHORIZED, "log in first\n").into_response(),
+        _ => {
+            let refusal = (StatusCode::UNAUTHORIZED, "log in first\n");
+            uploads.refuse(request, refusal).await
+        }
     }
 }
 
@@ -38,7 +46,8 @@ async fn a_route_layer_guards_every_url_of_the_endpoint_under_nest_and_nest_serv
             .build()
             .await
             .unwrap();
-        let guarded = router(uploads).route_layer(middleware::from_fn(require_password));
+        let guard = middleware::from_fn_with_state(uploads.clone(), require_password);
+        let guarded = router(uploads).route_layer(guard);
         let app = if nest_service {
             Router::new().nest_service("/resumable_upload", guarded)
         } else {

@@ -7,14 +7,14 @@
 
 use axum::{
     Form,
-    extract::{Query, Request},
+    extract::{Query, Request, State},
     http::{StatusCode, request::Parts},
     middleware::Next,
     response::{IntoResponse, Redirect, Response},
 };
 use axum_login::{AuthSession, AuthUser, AuthnBackend, UserId};
 use hmac::{Hmac, Mac};
-use sea_orm_resumable::{Scope, widget::Escaped};
+use sea_orm_resumable::{Scope, Uploads, widget::Escaped};
 use serde::Deserialize;
 use sha2::Sha256;
 use std::{collections::HashMap, convert::Infallible, sync::Arc};
@@ -190,10 +190,17 @@ pub fn csrf_refusal() -> Response {
 
 /// Middleware for the upload endpoint and `/media/`: 401 with a sentence unless logged
 /// in; a POST must also carry the session's CSRF token as `X-CSRF-Token` (the widget
-/// sends it from the page's `<meta name="csrf-token">`).
-pub async fn require_user(auth: Auth, request: Request, next: Next) -> Response {
+/// sends it from the page's `<meta name="csrf-token">`). A refused chunk's body is read
+/// first, so the client gets the answer rather than a broken connection.
+pub async fn require_user(
+    State(uploads): State<Uploads>,
+    auth: Auth,
+    request: Request,
+    next: Next,
+) -> Response {
     if auth.user.is_none() {
-        return (StatusCode::UNAUTHORIZED, "log in first\n").into_response();
+        let refusal = (StatusCode::UNAUTHORIZED, "log in first\n");
+        return uploads.refuse(request, refusal).await;
     }
     if request.method() == axum::http::Method::POST {
         let given = request
@@ -202,7 +209,7 @@ pub async fn require_user(auth: Auth, request: Request, next: Next) -> Response 
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default();
         if !csrf_matches(&auth.session, given).await {
-            return csrf_refusal();
+            return uploads.refuse(request, csrf_refusal()).await;
         }
     }
     next.run(request).await

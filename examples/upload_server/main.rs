@@ -108,6 +108,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let db = sea_orm::Database::connect(&database_url).await?;
     Migrator::up(&db, None).await?;
+    // Saves a crash cut short (the row stored, its file not yet in place, …) are finished
+    // before anything is served.
+    uploads.recover_saves(&db).await?;
 
     // Abandoned uploads go (after Settings' incomplete/complete expiry), checked hourly.
     let stop_expiry = tokio_util::sync::CancellationToken::new();

@@ -51,8 +51,10 @@ pub fn routes(app: App, users: Users) -> Router {
     let mut endpoint = router(app.uploads.clone());
     if app.require_login {
         pages = pages.route_layer(middleware::from_fn(login::require_user_page));
-        files = files.route_layer(middleware::from_fn(login::require_user));
-        endpoint = endpoint.route_layer(middleware::from_fn(login::require_user));
+        let require_user =
+            || middleware::from_fn_with_state(app.uploads.clone(), login::require_user);
+        files = files.route_layer(require_user());
+        endpoint = endpoint.route_layer(require_user());
     }
     // Sessions live in memory: a restart logs everybody out (uploads resume after the
     // next login). SameSite=Lax keeps the cookie off cross-site POSTs as a second guard

@@ -32,12 +32,14 @@
 mod column;
 mod moves;
 mod name;
+mod recovery;
 mod save;
 mod value;
 
 pub use column::{file_column, file_column_for, file_column_null};
 pub(crate) use moves::{STAGING_DIR, holds_file, saving};
 pub use name::{expand_date, sanitize_file_name};
+pub use recovery::RecoveryReport;
 pub use save::{FileValue, PendingUpload, after_save, before_save};
 pub use value::{FileFieldError, ResumableFileField, save_error_message};
 

@@ -72,18 +72,34 @@ pub(crate) struct EarlierSave {
     pub replaced: Option<String>,
 }
 
-/// What a reservation file holds: the upload and the row's destination, so that a crash
-/// between the row being stored and the file being linked can be recognised (recovering
-/// from it is left to a cleanup step; see the crate's issues).
+/// What a reservation file holds: the upload and the row's destination, so that after a
+/// crash `Uploads::recover_saves` can look the row up and finish or drop the save.
 #[derive(serde::Serialize, serde::Deserialize)]
-struct Reservation {
-    key: String,
-    instance: String,
-    chunks_upload_to: Option<String>,
-    path: String,
-    schema: Option<String>,
-    table: String,
-    column: String,
+pub(crate) struct Reservation {
+    pub key: String,
+    pub instance: String,
+    pub chunks_upload_to: Option<String>,
+    pub path: String,
+    pub schema: Option<String>,
+    pub table: String,
+    pub column: String,
+}
+
+impl Reservation {
+    /// The row's table and file column.
+    pub fn destination(&self) -> Destination {
+        Destination {
+            schema: self.schema.clone(),
+            table: self.table.clone(),
+            column: self.column.clone(),
+        }
+    }
+}
+
+/// Where the data of a claimed upload (`key`, `instance`) is kept for its other
+/// unfinished saves, in the chunk directory's `saving/`.
+pub(crate) fn kept_data_path(saving: &Path, key: &crate::UploadKey, instance: &str) -> PathBuf {
+    saving.join(format!("{key}-{instance}.data"))
 }
 
 /// One upload (one instance of an upload key), across chunk directories and media roots.
@@ -328,6 +344,8 @@ pub(crate) fn cancel(key: &MoveKey) {
 pub(crate) struct Committed {
     pub upload: Arc<PendingUpload>,
     pub replaced: Option<String>,
+    /// The path's reservation file, removed by the caller once the save is finished.
+    pub reservation: PathBuf,
     /// The first save of the upload to be stored: its chunk files are to be removed.
     pub release_chunks: bool,
 }
@@ -373,7 +391,8 @@ pub(crate) fn commit(key: &MoveKey, connection: usize) -> io::Result<Commit> {
                 // The first save of several: keep the data for the others, under a name
                 // the upload key's next upload will not use.
                 let data = &prepared.upload.data_path;
-                let aside = prepared.reservation.with_extension("data");
+                let saving = prepared.reservation.parent().unwrap_or(Path::new("."));
+                let aside = kept_data_path(saving, &prepared.upload.key, &prepared.id.instance);
                 let keep = match fs::rename(data, &aside) {
                     Ok(()) => aside,
                     Err(e) => {
@@ -400,6 +419,7 @@ pub(crate) fn commit(key: &MoveKey, connection: usize) -> io::Result<Commit> {
         Ok(Commit::Done(Committed {
             upload: prepared.upload,
             replaced: prepared.replaced,
+            reservation: prepared.reservation,
             release_chunks,
         }))
     })
@@ -453,32 +473,38 @@ impl PreparedMove {
     }
 
     /// Links the prepared file at its final path (never replacing a file), syncs the
-    /// directory, and drops the staging copy and the reservation.
+    /// directory, and drops the staging copy (the reservation stays until the save is
+    /// finished).
     fn link_into_place(&self, relative: &str) -> io::Result<()> {
-        let target = self.id.media_root.join(relative);
-        match fs::hard_link(&self.source, &target) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                if !same_file(&self.source, &target) {
-                    return Err(e);
-                }
-            }
-            // File systems without hard links: a copy, after checking the name is free.
-            Err(e) if e.kind() != io::ErrorKind::NotFound && !target.try_exists()? => {
-                fs::copy(&self.source, &target)?;
-                fs::File::open(&target)?.sync_all()?;
-            }
-            Err(e) => return Err(e),
-        }
-        if let Some(dir) = target.parent() {
-            fs::File::open(dir)?.sync_all()?;
-        }
+        link_file(&self.source, &self.id.media_root.join(relative))?;
         if self.staged {
             let _ = fs::remove_file(&self.source);
         }
-        let _ = fs::remove_file(&self.reservation);
         Ok(())
     }
+}
+
+/// Links `source` at `target` (never replacing another file; a copy where hard links are
+/// not possible, such as across file systems) and syncs the directory. Blocking.
+pub(crate) fn link_file(source: &Path, target: &Path) -> io::Result<()> {
+    match fs::hard_link(source, target) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            if !same_file(source, target) {
+                return Err(e);
+            }
+        }
+        // No hard link possible: a copy, after checking the name is free.
+        Err(e) if e.kind() != io::ErrorKind::NotFound && !target.try_exists()? => {
+            fs::copy(source, target)?;
+            fs::File::open(target)?.sync_all()?;
+        }
+        Err(e) => return Err(e),
+    }
+    if let Some(dir) = target.parent() {
+        fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 /// The reservation file name of a relative path: a hash, since paths nest.

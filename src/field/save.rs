@@ -31,7 +31,7 @@ use super::{
     sanitize_file_name,
     value::hook_error,
 };
-use crate::{UploadKey, UploadMeta, Uploads, media::check_relative};
+use crate::{UploadKey, UploadMeta, Uploads, faults::fault_point, media::check_relative};
 
 /// A completed upload, checked and ready to be moved into a model's file field: what
 /// [`ResumableFileField::from_token`] holds until the model is saved.
@@ -180,6 +180,7 @@ where
             relative: relative.clone(),
         };
         if took_over || !row_holds(db, &key).await? {
+            fault_point!("save-reserved");
             return Ok(ActiveValue::Set(V::from_field(
                 ResumableFileField::stored_unchecked(relative),
             )));
@@ -212,6 +213,7 @@ where
         relative: path.to_owned(),
     };
     let connection = connection_id(db);
+    fault_point!("save-stored");
     let committed = blocking(move || {
         moves::commit(&key, connection).map_err(|e| {
             hook_error(format!(
@@ -231,6 +233,7 @@ where
         }
     };
     let upload = &committed.upload;
+    fault_point!("save-linked");
     if committed.release_chunks {
         if let Err(e) = upload
             .uploads
@@ -245,6 +248,14 @@ where
             Ok(())
         })
         .await?;
+    }
+    fault_point!("save-released");
+    // Last: until now the reservation told a restart's recovery that this row's save may
+    // be unfinished (see `Uploads::recover_saves`).
+    if let Err(e) = tokio::fs::remove_file(&committed.reservation).await
+        && e.kind() != io::ErrorKind::NotFound
+    {
+        tracing::warn!(path = ?committed.reservation, error = %e, "could not remove a reservation");
     }
     if let Some(old) = committed.replaced.filter(|old| old != path) {
         match upload.uploads.media().path(&old) {
@@ -267,7 +278,7 @@ const ALREADY_SAVED: &str =
 
 /// Runs blocking file work (and the move table, whose lock is held while a file is
 /// linked) off the async threads.
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, DbErr> + Send + 'static,
 ) -> Result<T, DbErr> {
     tokio::task::spawn_blocking(f).await.map_err(hook_error)?
@@ -306,7 +317,7 @@ fn destination_of<E: EntityTrait>(column: &str) -> Result<Destination, DbErr> {
 }
 
 /// Whether a row already holds the path of `key` in its file column.
-async fn row_holds<Db: ConnectionTrait>(db: &Db, key: &MoveKey) -> Result<bool, DbErr> {
+pub(super) async fn row_holds<Db: ConnectionTrait>(db: &Db, key: &MoveKey) -> Result<bool, DbErr> {
     use sea_orm::sea_query::{Alias, Expr, ExprTrait, Query};
     let destination = &key.destination;
     let mut query = Query::select();

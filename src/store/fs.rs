@@ -63,6 +63,11 @@ impl FsStore {
         Ok(Self { dir, sync_data })
     }
 
+    /// The chunk directory.
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     fn path(&self, key: &UploadKey, extension: &str) -> PathBuf {
         self.dir.join(format!("{key}.{extension}"))
     }

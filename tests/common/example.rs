@@ -20,13 +20,37 @@ pub fn example_binary() -> PathBuf {
         .join("examples/upload_server")
 }
 
-/// Starts the example; returns the child and the endpoint URL it printed.
-pub fn start(media: &Path) -> (Child, String) {
+/// A running example server; killed if a test ends (or fails) without stopping it.
+pub struct Server(Option<Child>);
+
+impl Server {
+    fn take(mut self) -> Child {
+        self.0.take().unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Starts the example; returns the server and the endpoint URL it printed.
+pub fn start(media: &Path) -> (Server, String) {
     start_with(media, &[])
 }
 
 /// Starts the example with extra flags.
-pub fn start_with(media: &Path, extra: &[&str]) -> (Child, String) {
+pub fn start_with(media: &Path, extra: &[&str]) -> (Server, String) {
+    start_armed(media, extra, "")
+}
+
+/// Starts the example with extra flags and these crash points armed
+/// (`RESUMABLE_FAILPOINTS`, see src/faults.rs).
+pub fn start_armed(media: &Path, extra: &[&str], failpoints: &str) -> (Server, String) {
     let mut child = Command::new(example_binary())
         .args(["--bind", "127.0.0.1:0", "--media-root"])
         .arg(media)
@@ -34,6 +58,7 @@ pub fn start_with(media: &Path, extra: &[&str]) -> (Child, String) {
         .env_remove("DATABASE_URL")
         .env_remove("RESUMABLE_SECRET")
         .env_remove("RESUMABLE_SUBDIR")
+        .env("RESUMABLE_FAILPOINTS", failpoints)
         .stdout(Stdio::piped())
         .spawn()
         .expect("build the example first: cargo build --examples (tests/run.sh does)");
@@ -46,11 +71,12 @@ pub fn start_with(media: &Path, extra: &[&str]) -> (Child, String) {
         .strip_prefix("listening on ")
         .unwrap_or_else(|| panic!("{line}"))
         .to_owned();
-    (child, url)
+    (Server(Some(child)), url)
 }
 
 /// Ctrl-C, and the example stops cleanly.
-pub fn interrupt(mut child: Child) {
+pub fn interrupt(server: Server) {
+    let mut child = server.take();
     let status = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
@@ -58,6 +84,17 @@ pub fn interrupt(mut child: Child) {
     assert!(status.success());
     let exit = child.wait().unwrap();
     assert!(exit.success(), "stops cleanly on Ctrl-C: {exit:?}");
+}
+
+/// SIGKILL: the process stops where it is, nothing flushed or cleaned up.
+pub fn kill_9(server: Server) {
+    let mut child = server.take();
+    child.kill().unwrap(); // SIGKILL on Unix
+    let status = child.wait().unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(9)
+    );
 }
 
 /// The example's pages, driven like a browser that keeps cookies and does not follow
@@ -171,4 +208,44 @@ pub fn meta(page: &str, name: &str) -> Option<String> {
     let rest = &page[start..];
     let value = &rest[rest.find("content=\"").unwrap() + 9..];
     Some(value[..value.find('"').unwrap()].to_owned())
+}
+
+/// A new, empty database on the PostgreSQL server of `DATABASE_URL` (tests/run.sh starts
+/// one), dropped when the value is; `None` (the test says SKIPPED) without a server.
+pub struct PostgresDatabase {
+    pub url: String,
+    name: String,
+    admin: String,
+}
+
+impl PostgresDatabase {
+    pub async fn create() -> Option<Self> {
+        let Some(admin) = std::env::var("DATABASE_URL")
+            .ok()
+            .filter(|url| url.starts_with("postgres"))
+        else {
+            eprintln!("SKIPPED: DATABASE_URL is not set to a PostgreSQL server");
+            return None;
+        };
+        let name = format!("example_{}", uuid::Uuid::new_v4().simple());
+        let db = sea_orm::Database::connect(&admin).await.unwrap();
+        sea_orm::ConnectionTrait::execute_unprepared(&db, &format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
+        let (server, _) = admin.rsplit_once('/').unwrap();
+        Some(Self {
+            url: format!("{server}/{name}"),
+            name,
+            admin,
+        })
+    }
+
+    /// Drops the database (its connections must be closed: stop the server first).
+    pub async fn drop_database(self) {
+        let db = sea_orm::Database::connect(&self.admin).await.unwrap();
+        let sql = format!("DROP DATABASE {} WITH (FORCE)", self.name);
+        sea_orm::ConnectionTrait::execute_unprepared(&db, &sql)
+            .await
+            .unwrap();
+    }
 }

@@ -1,0 +1,208 @@
+//! Finishing saves a crash cut short. A save leaves a reservation file in
+//! `<chunk dir>/saving/` from before its row is written until its file is in place and
+//! the upload's chunk files are gone; one found by a new process belongs to a save that
+//! stopped somewhere in between. The row decides: stored, the save is finished (the file
+//! linked, the chunk files removed); not stored, the reservation goes once it is older
+//! than a save may take, leaving the upload as it was for the user to save again.
+
+use sea_orm::{ConnectionTrait, DbErr};
+use std::{
+    fs, io,
+    path::{Path, PathBuf},
+    time::{Duration, SystemTime},
+};
+
+use super::{
+    moves::{self, MoveKey, Reservation, STALE_AFTER},
+    save::{blocking, row_holds},
+};
+use crate::{UploadKey, Uploads, media::check_relative};
+
+/// What [`Uploads::recover_saves`] found in the reservations of interrupted saves.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Saves whose row was stored, finished now (file linked, chunk files removed).
+    pub finished: usize,
+    /// Reservations of saves whose row was never stored, dropped (the upload is intact).
+    pub dropped: usize,
+    /// Reservations left for now: too recent to tell a crashed save from one under way in
+    /// another process, or their table is not in this database.
+    pub left: usize,
+    /// Rows stored whose file could not be put in place: its data is gone. Logged.
+    pub lost: usize,
+}
+
+impl Uploads {
+    /// Finishes or drops the saves a crash interrupted, using `db` to see which rows were
+    /// stored. Run it at start, after migrations and before serving (the example does);
+    /// running it again later is harmless.
+    ///
+    /// For every reservation left in a chunk directory's `saving/` by a save not under
+    /// way in this process: if its row holds the reserved path, the upload's file is
+    /// linked there (if it is not yet) and the upload's chunk files are removed; if no
+    /// row holds it and the reservation is older than the time a save may take (10
+    /// minutes), the reservation is dropped and the upload stays, to be saved again.
+    ///
+    /// ```
+    /// use sea_orm_resumable::{Secret, Settings, Uploads};
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// # let media = tempfile::tempdir().unwrap();
+    /// let db = sea_orm::Database::connect("sqlite::memory:").await.unwrap();
+    /// let uploads = Uploads::builder(Settings::new(media.path()), Secret::generate()).build().await.unwrap();
+    /// let report = uploads.recover_saves(&db).await.unwrap();
+    /// assert_eq!(report.finished + report.dropped + report.left + report.lost, 0);
+    /// # });
+    /// ```
+    pub async fn recover_saves<Db: ConnectionTrait>(
+        &self,
+        db: &Db,
+    ) -> Result<RecoveryReport, DbErr> {
+        let mut report = RecoveryReport::default();
+        let chunk_dirs: Vec<PathBuf> = self
+            .registries()
+            .iter()
+            .map(|(_, registry)| registry.store.dir().to_owned())
+            .collect();
+        for chunk_dir in chunk_dirs {
+            let saving = chunk_dir.join("saving");
+            for (path, age) in reservation_files(&saving).map_err(io_error)? {
+                self.recover_one(db, &saving, &path, age, &mut report)
+                    .await?;
+            }
+        }
+        if report != RecoveryReport::default() {
+            tracing::info!(?report, "recovered interrupted saves");
+        }
+        Ok(report)
+    }
+
+    async fn recover_one<Db: ConnectionTrait>(
+        &self,
+        db: &Db,
+        saving: &Path,
+        path: &Path,
+        age: Duration,
+        report: &mut RecoveryReport,
+    ) -> Result<(), DbErr> {
+        let held_here = {
+            let path = path.to_owned();
+            blocking(move || Ok(moves::holds_file(&path))).await?
+        };
+        if held_here {
+            return Ok(());
+        }
+        let reservation: Option<Reservation> = fs::read(path)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+        let Some(reservation) = reservation.filter(|r| check_relative(&r.path).is_ok()) else {
+            // Cut short while being written (or not ours): no row can name it.
+            drop_if_stale(path, age, report);
+            return Ok(());
+        };
+        let move_key = MoveKey {
+            destination: reservation.destination(),
+            relative: reservation.path.clone(),
+        };
+        match row_holds(db, &move_key).await {
+            Ok(true) => {}
+            Ok(false) => {
+                drop_if_stale(path, age, report);
+                return Ok(());
+            }
+            Err(e) => {
+                // Another database's table (apps with several share a chunk directory).
+                tracing::warn!(table = %reservation.table, error = %e, "cannot check an interrupted save");
+                report.left += 1;
+                return Ok(());
+            }
+        }
+        let Ok(key) = reservation.key.parse::<UploadKey>() else {
+            drop_if_stale(path, age, report);
+            return Ok(());
+        };
+        let chunks_upload_to = reservation.chunks_upload_to.as_deref();
+        let Some(registry) = self.registry(chunks_upload_to) else {
+            report.left += 1;
+            return Ok(());
+        };
+        // The upload's chunk files, if they are still this upload's (not a later one of
+        // the same identifier).
+        let ours = match registry.store.load(&key).await {
+            Ok(Some(stored)) => stored.meta.instance == reservation.instance,
+            _ => false,
+        };
+        let target = self.settings().media_root.join(&reservation.path);
+        let kept = moves::kept_data_path(saving, &key, &reservation.instance);
+        let data = registry.store.data_path(&key);
+        let linked = {
+            let (target, kept) = (target.clone(), kept.clone());
+            blocking(move || {
+                if target.try_exists().map_err(io_error)? {
+                    return Ok(true);
+                }
+                let source = [Some(kept), ours.then_some(data)]
+                    .into_iter()
+                    .flatten()
+                    .find(|source| source.is_file());
+                let Some(source) = source else {
+                    return Ok(false);
+                };
+                if let Some(dir) = target.parent() {
+                    fs::create_dir_all(dir).map_err(io_error)?;
+                }
+                moves::link_file(&source, &target).map_err(io_error)?;
+                Ok(true)
+            })
+            .await?
+        };
+        if !linked {
+            tracing::error!(path = %reservation.path, table = %reservation.table,
+                "a stored row names a file whose upload is gone: it cannot be recovered");
+            report.lost += 1;
+        } else {
+            report.finished += 1;
+        }
+        if ours && let Err(e) = self.release(chunks_upload_to, key).await {
+            tracing::warn!(%key, error = %e, "could not remove a saved upload's chunk files");
+        }
+        let _ = fs::remove_file(&kept);
+        let _ = fs::remove_file(path);
+        Ok(())
+    }
+}
+
+/// The reservation files (`*.json`) in `saving`, with their age.
+fn reservation_files(saving: &Path) -> io::Result<Vec<(PathBuf, Duration)>> {
+    let entries = match fs::read_dir(saving) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let now = SystemTime::now();
+    let mut found = Vec::new();
+    for entry in entries {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "json") {
+            let modified = fs::metadata(&path).and_then(|m| m.modified());
+            let age = modified.map_or(Duration::ZERO, |m| {
+                now.duration_since(m).unwrap_or_default()
+            });
+            found.push((path, age));
+        }
+    }
+    Ok(found)
+}
+
+/// Drops the reservation of a save whose row was never stored, once no save can still be
+/// under way for it.
+fn drop_if_stale(path: &Path, age: Duration, report: &mut RecoveryReport) {
+    if age > STALE_AFTER && fs::remove_file(path).is_ok() {
+        report.dropped += 1;
+    } else {
+        report.left += 1;
+    }
+}
+
+fn io_error(e: io::Error) -> DbErr {
+    DbErr::Custom(format!("recovering interrupted saves: {e}"))
+}
