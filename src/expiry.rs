@@ -52,6 +52,8 @@ impl Uploads {
         let media_root = settings.media_root.clone();
         let mut report = ExpiryReport::default();
         for (chunks_upload_to, registry) in self.registries() {
+            // Idle uploads leave memory (they are on disk), whether or not they expire.
+            registry.sweep(crate::upload::KEEP_IDLE);
             for (key, last, complete) in registry.store.uploads().await? {
                 let limit = if complete {
                     settings.complete_expiry

@@ -8,11 +8,15 @@
 //!   arrives meanwhile waits, then finds the chunk stored and writes nothing;
 //! * a chunk counts only once all its bytes are written and it is marked in the store;
 //! * completion is decided under a lock and done once ([`Upload::finish_if_all_in`]).
+//!
+//! Everything an [`Upload`] knows is on disk before it is in memory, so the registry
+//! drops values nobody holds and nobody used for [`KEEP_IDLE`]: memory follows the
+//! uploads in progress, not every upload since the start.
 
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex, MutexGuard},
-    time::Duration,
+    time::{Duration, Instant},
 };
 use tokio::sync::{Notify, OnceCell};
 
@@ -49,6 +53,8 @@ struct State {
     complete: bool,
     /// Removed by expiry: requests still holding this value must not write to it.
     expired: bool,
+    /// When a request last looked at the upload.
+    used: Instant,
 }
 
 /// What is known of an upload at one moment, for answers to the client.
@@ -117,16 +123,24 @@ impl Upload {
                 writing: HashMap::new(),
                 complete,
                 expired: false,
+                used: Instant::now(),
             }),
             released: Notify::new(),
             finishing: tokio::sync::Mutex::new(()),
         })
     }
 
+    /// When a request last looked at the upload (reading it does not count).
+    fn last_used(&self) -> Instant {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).used
+    }
+
     fn state(&self) -> MutexGuard<'_, State> {
         // A panic while holding this lock cannot leave the state half-changed (each
         // change is a few assignments), so a poisoned lock is still usable.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.used = Instant::now();
+        state
     }
 
     /// Refuses a chunk that proves a different mode than the chunks recorded or being
@@ -266,24 +280,65 @@ impl Drop for ChunkClaim<'_> {
     }
 }
 
-/// The uploads of one chunk store, each loaded once per process.
+/// An upload value nobody holds is kept in memory this long after its last use (a
+/// client between two chunks), then dropped; the next request loads it from disk.
+pub(crate) const KEEP_IDLE: Duration = Duration::from_secs(60);
+
+/// The registry looks for values to drop once it holds this many (then again at twice
+/// what it kept), so the cost is spread over the uploads it adds.
+const FIRST_SWEEP_AT: usize = 1024;
+
+type Cells = HashMap<UploadKey, Arc<OnceCell<Arc<Upload>>>>;
+
+/// The uploads of one chunk store, each loaded at most once at a time per process.
 #[derive(Debug)]
 pub(crate) struct Registry {
     pub store: FsStore,
-    uploads: Mutex<HashMap<UploadKey, Arc<OnceCell<Arc<Upload>>>>>,
+    uploads: Mutex<(Cells, usize)>,
 }
 
 impl Registry {
     pub fn new(store: FsStore) -> Self {
         Self {
             store,
-            uploads: Mutex::new(HashMap::new()),
+            uploads: Mutex::new((HashMap::new(), FIRST_SWEEP_AT)),
         }
     }
 
+    fn locked(&self) -> MutexGuard<'_, (Cells, usize)> {
+        self.uploads.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn cell(&self, key: UploadKey) -> Arc<OnceCell<Arc<Upload>>> {
-        let mut uploads = self.uploads.lock().unwrap_or_else(|e| e.into_inner());
+        let mut guard = self.locked();
+        let (uploads, sweep_at) = &mut *guard;
+        if uploads.len() >= *sweep_at && !uploads.contains_key(&key) {
+            Self::sweep_locked(uploads, KEEP_IDLE);
+            *sweep_at = (uploads.len() * 2).max(FIRST_SWEEP_AT);
+        }
         uploads.entry(key).or_default().clone()
+    }
+
+    /// Drops the values nobody holds and nobody used for `idle`; returns how many are
+    /// left. Safe at any moment: a value is only dropped under the registry's lock, when
+    /// no request holds it or its cell, so the next request loads a fresh one from disk
+    /// and there is never more than one value per upload.
+    pub fn sweep(&self, idle: Duration) -> usize {
+        let mut guard = self.locked();
+        Self::sweep_locked(&mut guard.0, idle);
+        guard.0.len()
+    }
+
+    fn sweep_locked(uploads: &mut Cells, idle: Duration) {
+        uploads.retain(|_, cell| {
+            let Some(upload) = cell.get() else {
+                // Being loaded (or failed to): dropped only when nobody waits on it.
+                return Arc::strong_count(cell) > 1;
+            };
+            Arc::strong_count(cell) > 1
+                || Arc::strong_count(upload) > 1
+                || upload.last_used().elapsed() < idle
+        });
     }
 
     fn loaded(key: UploadKey, stored: StoredUpload) -> Result<Arc<Upload>, UploadError> {
@@ -294,8 +349,8 @@ impl Registry {
     /// does not exist leaves no trace.
     pub async fn find(&self, key: UploadKey) -> Result<Option<Arc<Upload>>, UploadError> {
         let known = {
-            let uploads = self.uploads.lock().unwrap_or_else(|e| e.into_inner());
-            uploads.get(&key).and_then(|cell| cell.get().cloned())
+            let guard = self.locked();
+            guard.0.get(&key).and_then(|cell| cell.get().cloned())
         };
         if known.is_some() {
             return Ok(known);
@@ -313,7 +368,8 @@ impl Registry {
     /// Expires the upload `key` if it is not being written: marks its in-memory value (if
     /// loaded) expired and forgets it. False if a chunk of it is being written now.
     pub fn expire(&self, key: UploadKey) -> bool {
-        let mut uploads = self.uploads.lock().unwrap_or_else(|e| e.into_inner());
+        let mut guard = self.locked();
+        let uploads = &mut guard.0;
         if let Some(upload) = uploads.get(&key).and_then(|cell| cell.get())
             && !upload.expire()
         {
@@ -325,8 +381,7 @@ impl Registry {
 
     /// Forgets the upload `key` in this process (its files are removed by the caller).
     pub fn forget(&self, key: UploadKey) {
-        let mut uploads = self.uploads.lock().unwrap_or_else(|e| e.into_inner());
-        uploads.remove(&key);
+        self.locked().0.remove(&key);
     }
 
     /// The upload `key`, created with `meta` if it does not exist yet.
@@ -347,5 +402,107 @@ impl Registry {
             })
             .await?;
         Ok(upload.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ChunkParams, Scope, Secret, Settings, Uploads};
+    use bytes::Bytes;
+
+    fn chunk(number: u64) -> (ChunkParams, Vec<Result<Bytes, std::io::Error>>) {
+        let params = ChunkParams {
+            chunk_number: number,
+            chunk_size: 4,
+            current_chunk_size: 4,
+            total_size: 8,
+            identifier: "8-idle".into(),
+            filename: "idle.bin".into(),
+            relative_path: None,
+            content_type: None,
+            file_part: "file".into(),
+            field: None,
+        };
+        let bytes = if number == 1 { "abcd" } else { "efgh" };
+        (params, vec![Ok(Bytes::from(bytes))])
+    }
+
+    #[tokio::test]
+    async fn an_idle_upload_nobody_holds_leaves_memory_and_comes_back_from_disk() {
+        let media = tempfile::tempdir().unwrap();
+        let uploads = Uploads::builder(Settings::new(media.path()), Secret::generate())
+            .build()
+            .await
+            .unwrap();
+        let registry = uploads.registry(None).unwrap();
+        let scope = Scope::new("u");
+        let (first, body) = chunk(1);
+        uploads
+            .receive_chunk(&scope, &first, futures_util::stream::iter(body))
+            .await
+            .unwrap();
+        assert_eq!(registry.sweep(KEEP_IDLE), 1, "recently used: kept");
+
+        let key = UploadKey::derive(&scope, "8-idle");
+        let held = registry.find(key).await.unwrap().unwrap();
+        assert_eq!(registry.sweep(Duration::ZERO), 1, "held by a request: kept");
+        drop(held);
+        assert_eq!(
+            registry.sweep(Duration::ZERO),
+            0,
+            "idle and unheld: dropped"
+        );
+
+        // Loaded again from disk: chunk 1 is still in, chunk 2 completes it.
+        let status = uploads.test_chunk(&scope, &first).await.unwrap();
+        assert!(status.is_some_and(|s| !s.complete));
+        let (second, body) = chunk(2);
+        assert!(uploads.test_chunk(&scope, &second).await.unwrap().is_none());
+        let status = uploads
+            .receive_chunk(&scope, &second, futures_util::stream::iter(body))
+            .await
+            .unwrap();
+        assert!(status.complete);
+        let data = std::fs::read(registry.store.data_path(&key)).unwrap();
+        assert_eq!(data, b"abcdefgh");
+    }
+
+    #[tokio::test]
+    async fn adding_uploads_sweeps_idle_ones_without_dropping_busy_ones() {
+        let media = tempfile::tempdir().unwrap();
+        let store = FsStore::open(media.path(), false).await.unwrap();
+        let registry = Registry::new(store);
+        let meta = |n: usize| UploadMeta {
+            scope: String::new(),
+            identifier: n.to_string(),
+            file_name: format!("{n}.bin"),
+            relative_path: None,
+            content_type: None,
+            total_size: 8,
+            chunk_size: 4,
+            created_at: 0,
+            instance: n.to_string(),
+        };
+        let mut held = Vec::new();
+        for n in 0..FIRST_SWEEP_AT + 10 {
+            let key = UploadKey::derive(&Scope::anonymous(), &n.to_string());
+            let upload = registry.find_or_create(key, &meta(n)).await.unwrap();
+            if n % 100 == 0 {
+                held.push(upload);
+            } else {
+                // Idle for longer than KEEP_IDLE.
+                upload.state.lock().unwrap().used -= KEEP_IDLE * 2;
+            }
+        }
+        let left = registry.locked().0.len();
+        assert!(left < 100, "{left} values left after the sweep");
+        for upload in &held {
+            let found = registry.find(upload.key).await.unwrap().unwrap();
+            assert!(
+                Arc::ptr_eq(&found, upload),
+                "held values stay the one value"
+            );
+        }
     }
 }
