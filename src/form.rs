@@ -27,7 +27,7 @@ use crate::{
 };
 
 /// Bytes read from the start of a file to judge its type.
-const SNIFF_BYTES: usize = 8192;
+use crate::uploads::SNIFF_BYTES;
 
 /// A file field's form input: the upload token the widget put in its hidden input. It
 /// deserialises from that string (an empty one is an empty input) and

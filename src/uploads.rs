@@ -68,7 +68,7 @@ struct Inner {
     /// Uploads in a field's own chunk directory (`CHUNKS_UPLOAD_TO`), by that directory.
     field_registries: HashMap<&'static str, Registry>,
     /// Registered field names, with their chunk directory (`None`: the default one).
-    fields: HashMap<String, Option<&'static str>>,
+    fields: HashMap<String, FieldRules>,
     /// Unfinished uploads per scope, for `max_open_uploads`.
     open: OpenUploads,
 }
@@ -96,7 +96,58 @@ pub struct UploadsBuilder {
     secret: Secret,
     scope: Box<dyn ScopeResolver>,
     on_complete: Vec<CompletionHook>,
-    fields: HashMap<String, Option<&'static str>>,
+    fields: HashMap<String, FieldRules>,
+}
+
+/// How many of a file's first bytes the content type is judged from.
+pub(crate) const SNIFF_BYTES: usize = 8192;
+
+/// What the endpoint knows of a registered model field: where its chunks go, and the
+/// limits it can check before the upload is done (the form checks them again at the end).
+#[derive(Clone, Copy, Debug)]
+struct FieldRules {
+    chunks_upload_to: Option<&'static str>,
+    max_size: Option<u64>,
+    content_types: &'static [&'static str],
+}
+
+impl FieldRules {
+    /// The rules of requests that name no field: the default chunk directory, no limits
+    /// beyond the settings'.
+    const NONE: Self = Self {
+        chunks_upload_to: None,
+        max_size: None,
+        content_types: &[],
+    };
+
+    /// Refuses a file over the field's size limit, before anything is stored.
+    fn check_size(&self, total_size: u64) -> Result<(), UploadError> {
+        match self.max_size {
+            Some(max) if total_size > max => Err(UploadError::BadRequest(format!(
+                "the file is larger than this field allows ({max} bytes)"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Refuses a file whose first chunk shows a content type the field does not allow.
+    fn check_head(&self, head: &[u8]) -> Result<(), UploadError> {
+        if self.content_types.is_empty() {
+            return Ok(());
+        }
+        let found = crate::form::sniff(head);
+        if self
+            .content_types
+            .iter()
+            .any(|allowed| crate::form::type_matches(allowed, &found))
+        {
+            return Ok(());
+        }
+        Err(UploadError::UnsupportedMediaType(format!(
+            "this field does not take {found} files (allowed: {})",
+            self.content_types.join(", ")
+        )))
+    }
 }
 
 /// An upload whose every chunk is in, as passed to [`UploadsBuilder::on_complete`].
@@ -187,7 +238,12 @@ impl UploadsBuilder {
     /// # });
     /// ```
     pub fn field<C: FileFieldOptions>(mut self, name: impl Into<String>) -> Self {
-        self.fields.insert(name.into(), C::CHUNKS_UPLOAD_TO);
+        let rules = FieldRules {
+            chunks_upload_to: C::CHUNKS_UPLOAD_TO,
+            max_size: C::MAX_SIZE,
+            content_types: C::CONTENT_TYPES,
+        };
+        self.fields.insert(name.into(), rules);
         self
     }
 
@@ -196,7 +252,11 @@ impl UploadsBuilder {
         let sync = self.settings.sync_data;
         let store = FsStore::open(self.settings.chunk_dir(), sync).await?;
         let mut field_registries = HashMap::new();
-        for dir in self.fields.values().flatten() {
+        for dir in self
+            .fields
+            .values()
+            .filter_map(|f| f.chunks_upload_to.as_ref())
+        {
             check_relative(dir).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
             if !field_registries.contains_key(dir) {
                 let store = FsStore::open(self.settings.media_root.join(dir), sync).await?;
@@ -298,19 +358,16 @@ impl Uploads {
     }
 
     /// The uploads a request is about, by the field it names, with their directory.
-    fn registry_for(
-        &self,
-        params: &ChunkParams,
-    ) -> Result<(Option<&'static str>, &Registry), UploadError> {
-        let dir =
+    fn registry_for(&self, params: &ChunkParams) -> Result<(FieldRules, &Registry), UploadError> {
+        let rules =
             match &params.field {
-                None => None,
+                None => FieldRules::NONE,
                 Some(name) => *self.inner.fields.get(name).ok_or_else(|| {
                     UploadError::BadRequest(format!("unknown upload field {name:?}"))
                 })?,
             };
-        self.registry(dir)
-            .map(|registry| (dir, registry))
+        self.registry(rules.chunks_upload_to)
+            .map(|registry| (rules, registry))
             .ok_or_else(|| UploadError::BadRequest("unknown upload field".into()))
     }
 
@@ -451,7 +508,9 @@ impl Uploads {
         let place = layout
             .place(params.chunk_number, params.current_chunk_size)
             .map_err(|e| UploadError::BadRequest(e.to_string()))?;
-        let (dir, registry) = self.registry_for(params)?;
+        let (rules, registry) = self.registry_for(params)?;
+        rules.check_size(params.total_size)?;
+        let dir = rules.chunks_upload_to;
         let key = UploadKey::derive(scope, &params.identifier);
         let Some(upload) = registry.find(key).await? else {
             return Ok(None);
@@ -482,7 +541,9 @@ impl Uploads {
         let place = layout
             .place(params.chunk_number, params.current_chunk_size)
             .map_err(|e| UploadError::BadRequest(e.to_string()))?;
-        let (dir, registry) = self.registry_for(params)?;
+        let (rules, registry) = self.registry_for(params)?;
+        rules.check_size(params.total_size)?;
+        let dir = rules.chunks_upload_to;
         let key = UploadKey::derive(scope, &params.identifier);
         let meta = UploadMeta {
             scope: scope.as_str().to_owned(),
@@ -534,6 +595,14 @@ impl Uploads {
                         other => UploadError::BadRequest(other.to_string()),
                     })?;
                 fault_point!("chunk-written");
+                if place.offset == 0 && !rules.content_types.is_empty() {
+                    // The file's first bytes are in: refuse a type the field does not
+                    // take now rather than after the whole file (the chunk stays
+                    // unmarked, so the upload can never complete).
+                    let sample = SNIFF_BYTES.min(place.len as usize);
+                    let head = registry.store.read_head(&key, sample).await?;
+                    rules.check_head(&head)?;
+                }
                 let mark = Mark::for_mode(place.implies);
                 registry
                     .store

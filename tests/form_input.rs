@@ -183,3 +183,82 @@ async fn another_users_token_is_refused_and_shows_no_status() {
         ("a.pdf", PDF.len() as u64)
     );
 }
+
+/// A file of `len` bytes starting with `head`, the rest text.
+fn file_starting_with(head: &[u8], len: usize) -> Vec<u8> {
+    let mut data = head.to_vec();
+    data.resize(len, b'x');
+    data
+}
+
+#[tokio::test]
+async fn the_endpoint_refuses_a_registered_fields_wrong_type_at_the_first_chunk_and_oversize_at_once()
+ {
+    let media = tempfile::tempdir().unwrap();
+    let server = common::TestServer::start_configured(settings(media.path()), |builder| {
+        builder.field::<Scans>("scan")
+    })
+    .await;
+    let chunk = 20_000;
+    let upload = |data: Vec<u8>| {
+        let mut upload = common::FileUpload::new(&server.url, data, chunk);
+        upload.field = Some("scan".into());
+        upload
+    };
+
+    // An executable: chunks 2..4 are stored, chunk 1 shows the type and is refused with
+    // 415 (final for both clients); the upload can never complete.
+    let exe = upload(file_starting_with(
+        b"MZ\x90\0\x03\0\0\0\x04\0\0\0\xff\xff",
+        80_000,
+    ));
+    exe.send_all(vec![2, 3, 4], 3).await;
+    let refused = exe.send(1).await;
+    assert_eq!(refused.status(), 415);
+    let body: serde_json::Value = refused.json().await.unwrap();
+    let message = body["error"].as_str().unwrap();
+    assert!(
+        message.contains("does not take application/vnd.microsoft.portable-executable")
+            && message.contains("application/pdf, image/*"),
+        "{message}"
+    );
+    assert_eq!(exe.test(1).await.0, 204, "chunk 1 was not recorded");
+    assert!(server.completed().is_empty());
+
+    // Over the field's 100 kB: refused before anything is stored, test requests too.
+    let big = upload(file_starting_with(PDF, 150_000));
+    assert_eq!(big.test(1).await.0, 400);
+    let response = big.send(2).await;
+    assert_eq!(response.status(), 400);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(
+        body["error"],
+        "the file is larger than this field allows (100000 bytes)"
+    );
+
+    // A PDF in chunks, first chunk last: accepted, and the form takes it.
+    let pdf = upload(file_starting_with(PDF, 90_000));
+    pdf.send_all(vec![4, 2, 3, 1], 2).await;
+    let token = &server.completed()[0].token;
+    let scope = Scope::anonymous();
+    let file = FileInput::<Scans>::new(token.as_str())
+        .clean(&server.uploads, &scope)
+        .await;
+    assert!(file.is_ok(), "{:?}", file.err());
+
+    // The same executable without naming the field: the endpoint has no rule for it (the
+    // form still refuses it).
+    let mut unnamed = upload(file_starting_with(
+        b"MZ\x90\0\x03\0\0\0\x04\0\0\0\xff\xff",
+        80_000,
+    ));
+    unnamed.field = None;
+    unnamed.send_all(vec![1, 2, 3, 4], 2).await;
+    let token = server.completed()[1].token.clone();
+    let refused = refusal::<Scans>(&server.uploads, &scope, &token).await;
+    assert!(
+        matches!(refused, FileFieldError::ContentType { .. }),
+        "{refused}"
+    );
+    server.stop().await;
+}

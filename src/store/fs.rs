@@ -77,6 +77,20 @@ impl FsStore {
         self.path(key, "data")
     }
 
+    /// Up to `len` bytes from the start of an unfinished upload's file.
+    pub(crate) async fn read_head(&self, key: &UploadKey, len: usize) -> io::Result<Vec<u8>> {
+        let part = self.path(key, "part");
+        blocking(move || {
+            let mut head = Vec::with_capacity(len);
+            std::io::Read::read_to_end(
+                &mut std::io::Read::take(File::open(part)?, len as u64),
+                &mut head,
+            )?;
+            Ok(head)
+        })
+        .await
+    }
+
     /// The upload `key` as stored, or `None` if it was never created.
     pub(crate) async fn load(&self, key: &UploadKey) -> io::Result<Option<StoredUpload>> {
         let (meta_path, marks_path, data_path) = (
