@@ -53,7 +53,7 @@ impl Uploads {
         let mut report = ExpiryReport::default();
         for (chunks_upload_to, registry) in self.registries() {
             // Idle uploads leave memory (they are on disk), whether or not they expire.
-            registry.sweep(crate::upload::KEEP_IDLE);
+            registry.sweep();
             for (key, last, complete) in registry.store.uploads().await? {
                 let limit = if complete {
                     settings.complete_expiry
@@ -67,7 +67,9 @@ impl Uploads {
                 if !registry.expire(key) {
                     continue;
                 }
-                registry.store.remove(&key).await?;
+                let removed = registry.store.remove(&key).await;
+                registry.removed(key);
+                removed?;
                 self.close_open(chunks_upload_to, key);
                 tracing::info!(%key, complete, ?idle, "upload expired");
                 if complete {

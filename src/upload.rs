@@ -14,7 +14,7 @@
 //! uploads in progress, not every upload since the start.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::{Arc, Mutex, MutexGuard},
     time::{Duration, Instant},
 };
@@ -288,51 +288,74 @@ pub(crate) const KEEP_IDLE: Duration = Duration::from_secs(60);
 /// what it kept), so the cost is spread over the uploads it adds.
 const FIRST_SWEEP_AT: usize = 1024;
 
-type Cells = HashMap<UploadKey, Arc<OnceCell<Arc<Upload>>>>;
+type Cell = Arc<OnceCell<Arc<Upload>>>;
+
+/// What the registry's lock guards.
+#[derive(Debug)]
+struct Cells {
+    cells: HashMap<UploadKey, Cell>,
+    /// The size at which adding an upload sweeps next.
+    sweep_at: usize,
+    /// Uploads whose files are being removed: not loaded again until that is done.
+    removing: HashSet<UploadKey>,
+}
 
 /// The uploads of one chunk store, each loaded at most once at a time per process.
 #[derive(Debug)]
 pub(crate) struct Registry {
     pub store: FsStore,
-    uploads: Mutex<(Cells, usize)>,
+    /// How long a value nobody holds is kept after its last use ([`KEEP_IDLE`]).
+    keep_idle: Duration,
+    uploads: Mutex<Cells>,
 }
 
 impl Registry {
     pub fn new(store: FsStore) -> Self {
         Self {
             store,
-            uploads: Mutex::new((HashMap::new(), FIRST_SWEEP_AT)),
+            keep_idle: KEEP_IDLE,
+            uploads: Mutex::new(Cells {
+                cells: HashMap::new(),
+                sweep_at: FIRST_SWEEP_AT,
+                removing: HashSet::new(),
+            }),
         }
     }
 
-    fn locked(&self) -> MutexGuard<'_, (Cells, usize)> {
+    fn locked(&self) -> MutexGuard<'_, Cells> {
         self.uploads.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn cell(&self, key: UploadKey) -> Arc<OnceCell<Arc<Upload>>> {
+    /// The cell of `key`, made if needed; refused while the upload's files are removed.
+    fn cell(&self, key: UploadKey) -> Result<Cell, UploadError> {
         let mut guard = self.locked();
-        let (uploads, sweep_at) = &mut *guard;
-        if uploads.len() >= *sweep_at && !uploads.contains_key(&key) {
-            Self::sweep_locked(uploads, KEEP_IDLE);
-            *sweep_at = (uploads.len() * 2).max(FIRST_SWEEP_AT);
+        let uploads = &mut *guard;
+        if uploads.removing.contains(&key) {
+            return Err(UploadError::Retry(
+                "this upload is being removed; try again".into(),
+            ));
         }
-        uploads.entry(key).or_default().clone()
+        if uploads.cells.len() >= uploads.sweep_at && !uploads.cells.contains_key(&key) {
+            Self::sweep_locked(&mut uploads.cells, self.keep_idle);
+            uploads.sweep_at = (uploads.cells.len() * 2).max(FIRST_SWEEP_AT);
+        }
+        Ok(uploads.cells.entry(key).or_default().clone())
     }
 
-    /// Drops the values nobody holds and nobody used for `idle`; returns how many are
-    /// left. Safe at any moment: a value is only dropped under the registry's lock, when
-    /// no request holds it or its cell, so the next request loads a fresh one from disk
-    /// and there is never more than one value per upload.
-    pub fn sweep(&self, idle: Duration) -> usize {
+    /// Drops the values nobody holds and nobody used for [`KEEP_IDLE`]; returns how many
+    /// are left. Safe at any moment: a value is only dropped under the registry's lock,
+    /// when no request holds it or its cell, so the next request loads a fresh one from
+    /// disk and there is never more than one value per upload.
+    pub fn sweep(&self) -> usize {
         let mut guard = self.locked();
-        Self::sweep_locked(&mut guard.0, idle);
-        guard.0.len()
+        Self::sweep_locked(&mut guard.cells, self.keep_idle);
+        guard.cells.len()
     }
 
-    fn sweep_locked(uploads: &mut Cells, idle: Duration) {
-        uploads.retain(|_, cell| {
+    fn sweep_locked(cells: &mut HashMap<UploadKey, Cell>, idle: Duration) {
+        cells.retain(|_, cell| {
             let Some(upload) = cell.get() else {
-                // Being loaded (or failed to): dropped only when nobody waits on it.
+                // Being loaded (or found absent): dropped only when nobody waits on it.
                 return Arc::strong_count(cell) > 1;
             };
             Arc::strong_count(cell) > 1
@@ -350,38 +373,64 @@ impl Registry {
     pub async fn find(&self, key: UploadKey) -> Result<Option<Arc<Upload>>, UploadError> {
         let known = {
             let guard = self.locked();
-            guard.0.get(&key).and_then(|cell| cell.get().cloned())
+            guard.cells.get(&key).and_then(|cell| cell.get().cloned())
         };
         if known.is_some() {
             return Ok(known);
         }
-        let Some(stored) = self.store.load(&key).await? else {
-            return Ok(None);
-        };
-        let cell = self.cell(key);
-        let upload = cell
-            .get_or_try_init(|| async { Self::loaded(key, stored) })
-            .await?;
-        Ok(Some(upload.clone()))
+        // Loaded inside the cell, so the value is made from what is on disk once no other
+        // value of the upload exists (`None` inside: not on disk).
+        let cell = self.cell(key)?;
+        let found = cell
+            .get_or_try_init(|| async {
+                match self.store.load(&key).await {
+                    Ok(Some(stored)) => Self::loaded(key, stored).map_err(Some),
+                    Ok(None) => Err(None),
+                    Err(e) => Err(Some(e.into())),
+                }
+            })
+            .await;
+        match found {
+            Ok(upload) => Ok(Some(upload.clone())),
+            Err(absent_or_error) => {
+                let mut guard = self.locked();
+                let unused = guard.cells.get(&key).is_some_and(|c| {
+                    Arc::ptr_eq(c, &cell) && c.get().is_none() && Arc::strong_count(c) == 2
+                });
+                if unused {
+                    guard.cells.remove(&key);
+                }
+                absent_or_error.map_or(Ok(None), Err)
+            }
+        }
     }
 
-    /// Expires the upload `key` if it is not being written: marks its in-memory value (if
-    /// loaded) expired and forgets it. False if a chunk of it is being written now.
+    /// Starts removing the upload `key` if it is not being written: marks its in-memory
+    /// value (if loaded) expired, forgets it, and keeps it from being loaded again until
+    /// [`removed`](Self::removed). False if a chunk of it is being written now.
     pub fn expire(&self, key: UploadKey) -> bool {
         let mut guard = self.locked();
-        let uploads = &mut guard.0;
-        if let Some(upload) = uploads.get(&key).and_then(|cell| cell.get())
+        if let Some(upload) = guard.cells.get(&key).and_then(|cell| cell.get())
             && !upload.expire()
         {
             return false;
         }
-        uploads.remove(&key);
+        guard.cells.remove(&key);
+        guard.removing.insert(key);
         true
     }
 
-    /// Forgets the upload `key` in this process (its files are removed by the caller).
+    /// Starts removing the upload `key`, which a model saved: forgets it in this process
+    /// and keeps it from being loaded again until [`removed`](Self::removed).
     pub fn forget(&self, key: UploadKey) {
-        self.locked().0.remove(&key);
+        let mut guard = self.locked();
+        guard.cells.remove(&key);
+        guard.removing.insert(key);
+    }
+
+    /// The files of `key` are removed (or their removal failed): it may be loaded again.
+    pub fn removed(&self, key: UploadKey) {
+        self.locked().removing.remove(&key);
     }
 
     /// The upload `key`, created with `meta` if it does not exist yet.
@@ -390,7 +439,7 @@ impl Registry {
         key: UploadKey,
         meta: &UploadMeta,
     ) -> Result<Arc<Upload>, UploadError> {
-        let cell = self.cell(key);
+        let cell = self.cell(key)?;
         let upload = cell
             .get_or_try_init(|| async {
                 if let Some(stored) = self.store.load(&key).await? {
@@ -442,17 +491,18 @@ mod tests {
             .receive_chunk(&scope, &first, futures_util::stream::iter(body))
             .await
             .unwrap();
-        assert_eq!(registry.sweep(KEEP_IDLE), 1, "recently used: kept");
+        assert_eq!(registry.sweep(), 1, "recently used: kept");
 
         let key = UploadKey::derive(&scope, "8-idle");
         let held = registry.find(key).await.unwrap().unwrap();
-        assert_eq!(registry.sweep(Duration::ZERO), 1, "held by a request: kept");
+        let sweep_idle = |registry: &Registry| {
+            let mut guard = registry.locked();
+            Registry::sweep_locked(&mut guard.cells, Duration::ZERO);
+            guard.cells.len()
+        };
+        assert_eq!(sweep_idle(registry), 1, "held by a request: kept");
         drop(held);
-        assert_eq!(
-            registry.sweep(Duration::ZERO),
-            0,
-            "idle and unheld: dropped"
-        );
+        assert_eq!(sweep_idle(registry), 0, "idle and unheld: dropped");
 
         // Loaded again from disk: chunk 1 is still in, chunk 2 completes it.
         let status = uploads.test_chunk(&scope, &first).await.unwrap();
@@ -472,7 +522,8 @@ mod tests {
     async fn adding_uploads_sweeps_idle_ones_without_dropping_busy_ones() {
         let media = tempfile::tempdir().unwrap();
         let store = FsStore::open(media.path(), false).await.unwrap();
-        let registry = Registry::new(store);
+        let mut registry = Registry::new(store);
+        registry.keep_idle = Duration::ZERO;
         let meta = |n: usize| UploadMeta {
             scope: String::new(),
             identifier: n.to_string(),
@@ -490,12 +541,9 @@ mod tests {
             let upload = registry.find_or_create(key, &meta(n)).await.unwrap();
             if n % 100 == 0 {
                 held.push(upload);
-            } else {
-                // Idle for longer than KEEP_IDLE.
-                upload.state.lock().unwrap().used -= KEEP_IDLE * 2;
             }
         }
-        let left = registry.locked().0.len();
+        let left = registry.locked().cells.len();
         assert!(left < 100, "{left} values left after the sweep");
         for upload in &held {
             let found = registry.find(upload.key).await.unwrap().unwrap();
@@ -504,5 +552,44 @@ mod tests {
                 "held values stay the one value"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod removal_tests {
+    use super::*;
+    use crate::{Scope, store::fs::FsStore};
+
+    #[tokio::test]
+    async fn an_upload_being_removed_is_not_loaded_again_until_its_files_are_gone() {
+        let media = tempfile::tempdir().unwrap();
+        let registry = Registry::new(FsStore::open(media.path(), false).await.unwrap());
+        let key = UploadKey::derive(&Scope::anonymous(), "gone");
+        let meta = UploadMeta {
+            scope: String::new(),
+            identifier: "gone".into(),
+            file_name: "gone.bin".into(),
+            relative_path: None,
+            content_type: None,
+            total_size: 8,
+            chunk_size: 4,
+            created_at: 0,
+            instance: "1".into(),
+        };
+        registry.find_or_create(key, &meta).await.unwrap();
+        assert!(registry.expire(key));
+        // Meanwhile a request comes for it: told to retry, nothing loaded or made.
+        assert!(matches!(
+            registry.find(key).await,
+            Err(UploadError::Retry(_))
+        ));
+        assert!(matches!(
+            registry.find_or_create(key, &meta).await,
+            Err(UploadError::Retry(_))
+        ));
+        registry.store.remove(&key).await.unwrap();
+        registry.removed(key);
+        assert!(registry.find(key).await.unwrap().is_none());
+        assert_eq!(registry.locked().cells.len(), 0, "a miss leaves no trace");
     }
 }

@@ -687,22 +687,26 @@ impl Uploads {
             return Ok(());
         };
         registry.forget(key);
-        registry.store.remove(&key).await
+        let removed = registry.store.remove(&key).await;
+        registry.removed(key);
+        removed
     }
 }
 
 /// Reads and drops up to `limit` bytes of a body we do not need, so the client reads our
 /// answer instead of a connection reset (browsers report a reset as a network error and
 /// retry, or give up without the reason). A longer body is cut off there.
-/// A body silent for `idle` is given up on.
+/// A body still coming after `idle` in all is given up on, so a trickling client cannot
+/// hold the connection by being refused.
 pub(crate) async fn drain<S, E>(body: S, limit: u64, idle: Duration)
 where
     S: Stream<Item = Result<Bytes, E>>,
 {
     let mut body = std::pin::pin!(body);
     let mut seen = 0u64;
+    let deadline = tokio::time::Instant::now() + idle;
     while seen <= limit {
-        match tokio::time::timeout(idle, body.next()).await {
+        match tokio::time::timeout_at(deadline, body.next()).await {
             Ok(Some(Ok(frame))) => seen += frame.len() as u64,
             _ => break,
         }

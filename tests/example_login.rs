@@ -76,23 +76,29 @@ async fn without_a_session_only_the_login_page_answers() {
     assert_eq!(stored, 0, "nothing was stored for anonymous requests");
 
     // After login, `next` is followed only to a path on this site.
-    let csrf = meta(
-        &site.get("/login").await.text().await.unwrap(),
-        "csrf-token",
-    )
-    .unwrap();
-    let response = site
-        .post(
-            "/login",
-            &[
-                ("username", "bob"),
-                ("password", "builder"),
-                ("csrf_token", &csrf),
-                ("next", "//evil.example/"),
-            ],
-        )
-        .await;
-    assert_eq!(response.headers()["location"], "/", "no open redirect");
+    for (next, followed) in [
+        ("//evil.example/", "/"),
+        ("/\\evil.example", "/"),
+        ("/\t/evil.example", "/"),
+        ("https://evil.example/", "/"),
+        ("/documents/7", "/documents/7"),
+    ] {
+        let form = site.get("/login").await.text().await.unwrap();
+        let csrf = meta(&form, "csrf-token").unwrap();
+        let response = site
+            .post(
+                "/login",
+                &[
+                    ("username", "bob"),
+                    ("password", "builder"),
+                    ("csrf_token", &csrf),
+                    ("next", next),
+                ],
+            )
+            .await;
+        assert_eq!(response.status(), 303, "{next:?}");
+        assert_eq!(response.headers()["location"], followed, "{next:?}");
+    }
     interrupt(server);
 }
 

@@ -185,3 +185,29 @@ async fn leftovers_of_interrupted_saves_go_once_old() {
     assert_eq!(report.leftovers, 1);
     assert!(!old.exists() && fresh.exists());
 }
+
+#[tokio::test]
+async fn files_of_an_upload_whose_metadata_is_gone_expire_like_an_unfinished_upload() {
+    // What a removal cut short by a crash leaves: the metadata goes first, the rest stays.
+    let (media, uploads) = service(|_| {}).await;
+    half_upload(&uploads, "cut-short").await;
+    let chunks = media.path().join("resumable_chunks");
+    let meta = files_under(&chunks)
+        .into_iter()
+        .find(|f| f.extension().is_some_and(|e| e == "meta"))
+        .unwrap();
+    std::fs::remove_file(chunks.join(meta)).unwrap();
+    assert_eq!(chunk_files(&media), 2, "marks and part left");
+
+    let soon = uploads
+        .expire_as_of(SystemTime::now() + HOUR)
+        .await
+        .unwrap();
+    assert_eq!(soon, ExpiryReport::default(), "not idle long enough yet");
+    let later = uploads
+        .expire_as_of(SystemTime::now() + 25 * HOUR)
+        .await
+        .unwrap();
+    assert_eq!(later.incomplete, 1);
+    assert_eq!(chunk_files(&media), 0);
+}

@@ -30,20 +30,29 @@ pub struct UserFlag {
     password: String,
 }
 
-/// Parses `NAME:PASSWORD` (the password may contain `:`; neither part may be empty).
+/// Longest user name: it is the owner column of documents (`varchar(64)`).
+const MAX_NAME_BYTES: usize = 64;
+
+/// Parses `NAME:PASSWORD` (the password may contain `:`; neither part may be empty; the
+/// name at most 64 bytes).
 pub fn parse_user_flag(text: &str) -> Result<UserFlag, String> {
     match text.split_once(':') {
-        Some((name, password)) if !name.is_empty() && !password.is_empty() => Ok(UserFlag {
-            name: name.to_owned(),
-            password: password.to_owned(),
-        }),
-        _ => Err("expected NAME:PASSWORD, both non-empty".into()),
+        Some((name, password))
+            if !name.is_empty() && !password.is_empty() && name.len() <= MAX_NAME_BYTES =>
+        {
+            Ok(UserFlag {
+                name: name.to_owned(),
+                password: password.to_owned(),
+            })
+        }
+        _ => Err("expected NAME:PASSWORD, both non-empty, the name at most 64 bytes".into()),
     }
 }
 
 /// A logged-in user: their name is their upload scope and their documents' owner.
 #[derive(Clone)]
 pub struct User {
+    /// The user name given with `--user`.
     pub name: String,
     /// HMAC of the password under the process's key: what logins are checked against,
     /// and (axum-login's session hash) what ends sessions when the password changes.
@@ -256,6 +265,16 @@ pub async fn login(mut auth: Auth, Form(credentials): Form<Credentials>) -> Resp
             return login_page(StatusCode::UNAUTHORIZED, &token, &next, Some(error));
         }
     };
+    // A new session id whatever the session held before (axum-login renews it only for a
+    // session that was not logged in), so a planted cookie never becomes a login.
+    if let Err(e) = auth.session.cycle_id().await {
+        tracing::error!(error = %e, "renewing the session id");
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "could not start a session\n",
+        )
+            .into_response();
+    }
     if let Err(e) = auth.login(&user).await {
         tracing::error!(error = %e, "starting a session");
         return (
@@ -288,10 +307,14 @@ pub async fn logout(mut auth: Auth, Form(form): Form<LogoutForm>) -> Response {
     Redirect::to("/login").into_response()
 }
 
-/// `next` if it is a path on this site, else `/` (no open redirects: `//host`, `/\host`
-/// and absolute URLs go home).
+/// `next` if it is a path on this site, else `/`. No open redirects: `//host`, `/\host`,
+/// absolute URLs and anything with whitespace or control characters (browsers drop tabs
+/// and newlines from URLs, so `/<tab>/host` would be `//host`) go home.
 fn local_path(next: &str) -> &str {
-    let local = next.starts_with('/') && !next.starts_with("//") && !next.starts_with("/\\");
+    let mut chars = next.chars();
+    let local = chars.next() == Some('/')
+        && !matches!(chars.next(), Some('/' | '\\'))
+        && !next.chars().any(|c| c.is_control() || c.is_whitespace());
     if local { next } else { "/" }
 }
 

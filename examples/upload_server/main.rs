@@ -58,7 +58,7 @@ struct Args {
     #[arg(long, requires = "users")]
     require_login: bool,
     /// A user who may log in, as NAME:PASSWORD (repeat for more users).
-    #[arg(long = "user", value_name = "NAME:PASSWORD", value_parser = login::parse_user_flag)]
+    #[arg(long = "user", value_name = "NAME:PASSWORD", value_parser = login::parse_user_flag, requires = "require_login")]
     users: Vec<login::UserFlag>,
 }
 

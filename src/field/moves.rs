@@ -539,7 +539,13 @@ fn reserve(
         .open(reservation)
     {
         Ok(mut file) => {
+            // On disk before the row can be: after a power loss, a stored row always has
+            // the reservation that lets `recover_saves` finish its save.
             io::Write::write_all(&mut file, &json)?;
+            file.sync_all()?;
+            if let Some(dir) = reservation.parent() {
+                fs::File::open(dir)?.sync_all()?;
+            }
             Ok(true)
         }
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {

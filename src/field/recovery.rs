@@ -7,6 +7,7 @@
 
 use sea_orm::{ConnectionTrait, DbErr};
 use std::{
+    collections::HashMap,
     fs, io,
     path::{Path, PathBuf},
     time::{Duration, SystemTime},
@@ -35,7 +36,7 @@ pub struct RecoveryReport {
 impl Uploads {
     /// Finishes or drops the saves a crash interrupted, using `db` to see which rows were
     /// stored. Run it at start, after migrations and before serving (the example does);
-    /// running it again later is harmless.
+    /// running it again later is harmless: saves under way in this process are left alone.
     ///
     /// For every reservation left in a chunk directory's `saving/` by a save not under
     /// way in this process: if its row holds the reserved path, the upload's file is
@@ -65,9 +66,28 @@ impl Uploads {
             .collect();
         for chunk_dir in chunk_dirs {
             let saving = chunk_dir.join("saving");
+            // Every stored row gets its file first; only then does an upload's data go
+            // (one upload may have several saves, each with its reservation).
+            let mut stored: HashMap<UploadId, Vec<PathBuf>> = HashMap::new();
             for (path, age) in reservation_files(&saving).map_err(io_error)? {
-                self.recover_one(db, &saving, &path, age, &mut report)
-                    .await?;
+                if let Some(upload) = self
+                    .finish_row(db, &saving, &path, age, &mut report)
+                    .await?
+                {
+                    stored.entry(upload).or_default().push(path);
+                }
+            }
+            for ((chunks_upload_to, key, instance), reservations) in stored {
+                let dir = chunks_upload_to.as_deref();
+                if self.still_holds(dir, key, &instance).await
+                    && let Err(e) = self.release(dir, key).await
+                {
+                    tracing::warn!(%key, error = %e, "could not remove a saved upload's chunk files");
+                }
+                let _ = fs::remove_file(moves::kept_data_path(&saving, &key, &instance));
+                for reservation in reservations {
+                    let _ = fs::remove_file(reservation);
+                }
             }
         }
         if report != RecoveryReport::default() {
@@ -76,29 +96,56 @@ impl Uploads {
         Ok(report)
     }
 
-    async fn recover_one<Db: ConnectionTrait>(
+    /// Whether the chunk directory still holds this instance of the upload `key` (not a
+    /// later upload of the same identifier).
+    async fn still_holds(
+        &self,
+        chunks_upload_to: Option<&str>,
+        key: UploadKey,
+        instance: &str,
+    ) -> bool {
+        let Some(registry) = self.registry(chunks_upload_to) else {
+            return false;
+        };
+        matches!(registry.store.load(&key).await, Ok(Some(stored)) if stored.meta.instance == instance)
+    }
+
+    /// Looks at one reservation: if its row is stored, puts the file in place and returns
+    /// the upload (whose chunk files the caller removes); otherwise drops it once stale.
+    async fn finish_row<Db: ConnectionTrait>(
         &self,
         db: &Db,
         saving: &Path,
         path: &Path,
         age: Duration,
         report: &mut RecoveryReport,
-    ) -> Result<(), DbErr> {
-        let held_here = {
-            let path = path.to_owned();
-            blocking(move || Ok(moves::holds_file(&path))).await?
-        };
-        if held_here {
-            return Ok(());
-        }
+    ) -> Result<Option<UploadId>, DbErr> {
         let reservation: Option<Reservation> = fs::read(path)
             .ok()
             .and_then(|bytes| serde_json::from_slice(&bytes).ok());
         let Some(reservation) = reservation.filter(|r| check_relative(&r.path).is_ok()) else {
             // Cut short while being written (or not ours): no row can name it.
             drop_if_stale(path, age, report);
-            return Ok(());
+            return Ok(None);
         };
+        let Ok(key) = reservation.key.parse::<UploadKey>() else {
+            drop_if_stale(path, age, report);
+            return Ok(None);
+        };
+        let chunks_upload_to = reservation.chunks_upload_to.clone();
+        let under_way = {
+            let (path, root) = (path.to_owned(), self.settings().media_root.clone());
+            let dir = chunks_upload_to.clone();
+            blocking(move || {
+                Ok(moves::holds_file(&path) || moves::saving(&root, dir.as_deref(), key))
+            })
+            .await?
+        };
+        if under_way {
+            // A save of this upload in this process: it finishes by itself.
+            report.left += 1;
+            return Ok(None);
+        }
         let move_key = MoveKey {
             destination: reservation.destination(),
             relative: reservation.path.clone(),
@@ -107,69 +154,56 @@ impl Uploads {
             Ok(true) => {}
             Ok(false) => {
                 drop_if_stale(path, age, report);
-                return Ok(());
+                return Ok(None);
             }
             Err(e) => {
                 // Another database's table (apps with several share a chunk directory).
                 tracing::warn!(table = %reservation.table, error = %e, "cannot check an interrupted save");
                 report.left += 1;
-                return Ok(());
+                return Ok(None);
             }
         }
-        let Ok(key) = reservation.key.parse::<UploadKey>() else {
-            drop_if_stale(path, age, report);
-            return Ok(());
-        };
-        let chunks_upload_to = reservation.chunks_upload_to.as_deref();
-        let Some(registry) = self.registry(chunks_upload_to) else {
+        let Some(registry) = self.registry(chunks_upload_to.as_deref()) else {
             report.left += 1;
-            return Ok(());
+            return Ok(None);
         };
-        // The upload's chunk files, if they are still this upload's (not a later one of
-        // the same identifier).
-        let ours = match registry.store.load(&key).await {
-            Ok(Some(stored)) => stored.meta.instance == reservation.instance,
-            _ => false,
-        };
+        let ours = self
+            .still_holds(chunks_upload_to.as_deref(), key, &reservation.instance)
+            .await;
         let target = self.settings().media_root.join(&reservation.path);
         let kept = moves::kept_data_path(saving, &key, &reservation.instance);
         let data = registry.store.data_path(&key);
-        let linked = {
-            let (target, kept) = (target.clone(), kept.clone());
-            blocking(move || {
-                if target.try_exists().map_err(io_error)? {
-                    return Ok(true);
-                }
-                let source = [Some(kept), ours.then_some(data)]
-                    .into_iter()
-                    .flatten()
-                    .find(|source| source.is_file());
-                let Some(source) = source else {
-                    return Ok(false);
-                };
-                if let Some(dir) = target.parent() {
-                    fs::create_dir_all(dir).map_err(io_error)?;
-                }
-                moves::link_file(&source, &target).map_err(io_error)?;
-                Ok(true)
-            })
-            .await?
-        };
-        if !linked {
+        let linked = blocking(move || {
+            if target.try_exists().map_err(io_error)? {
+                return Ok(true);
+            }
+            let source = [Some(kept), ours.then_some(data)]
+                .into_iter()
+                .flatten()
+                .find(|source| source.is_file());
+            let Some(source) = source else {
+                return Ok(false);
+            };
+            if let Some(dir) = target.parent() {
+                fs::create_dir_all(dir).map_err(io_error)?;
+            }
+            moves::link_file(&source, &target).map_err(io_error)?;
+            Ok(true)
+        })
+        .await?;
+        if linked {
+            report.finished += 1;
+        } else {
             tracing::error!(path = %reservation.path, table = %reservation.table,
                 "a stored row names a file whose upload is gone: it cannot be recovered");
             report.lost += 1;
-        } else {
-            report.finished += 1;
         }
-        if ours && let Err(e) = self.release(chunks_upload_to, key).await {
-            tracing::warn!(%key, error = %e, "could not remove a saved upload's chunk files");
-        }
-        let _ = fs::remove_file(&kept);
-        let _ = fs::remove_file(path);
-        Ok(())
+        Ok(Some((chunks_upload_to, key, reservation.instance)))
     }
 }
+
+/// One upload: its chunk directory, key and instance.
+type UploadId = (Option<String>, UploadKey, String);
 
 /// The reservation files (`*.json`) in `saving`, with their age.
 fn reservation_files(saving: &Path) -> io::Result<Vec<(PathBuf, Duration)>> {

@@ -210,26 +210,37 @@ impl FsStore {
     pub(crate) async fn uploads(&self) -> io::Result<Vec<(UploadKey, SystemTime, bool)>> {
         let dir = self.dir.clone();
         blocking(move || {
-            let mut found = Vec::new();
+            // Keyed by any of an upload's files: a removal cut short by a crash (the
+            // metadata goes first) leaves the others, which expire like an upload.
+            let mut keys = std::collections::BTreeSet::new();
             for entry in std::fs::read_dir(&dir)? {
-                let entry = entry?;
-                let name = entry.file_name();
-                let Some(key) = name
+                let name = entry?.file_name();
+                let key = name
                     .to_str()
-                    .and_then(|n| n.strip_suffix(".meta"))
-                    .and_then(|k| k.parse::<UploadKey>().ok())
-                else {
-                    continue;
-                };
-                let mut last = entry.metadata()?.modified()?;
+                    .and_then(|n| n.split_once('.'))
+                    .and_then(|(k, ext)| {
+                        ["meta", "marks", "part", "data"]
+                            .contains(&ext)
+                            .then_some(k)
+                    });
+                if let Some(key) = key.and_then(|k| k.parse::<UploadKey>().ok()) {
+                    keys.insert(key);
+                }
+            }
+            let mut found = Vec::new();
+            for key in keys {
+                let mut last = None::<SystemTime>;
                 let mut complete = false;
-                for extension in ["marks", "part", "data"] {
+                for extension in ["meta", "marks", "part", "data"] {
                     if let Ok(meta) = std::fs::metadata(dir.join(format!("{key}.{extension}"))) {
-                        last = last.max(meta.modified()?);
+                        let modified = meta.modified()?;
+                        last = Some(last.map_or(modified, |l| l.max(modified)));
                         complete |= extension == "data";
                     }
                 }
-                found.push((key, last, complete));
+                if let Some(last) = last {
+                    found.push((key, last, complete));
+                }
             }
             Ok(found)
         })
