@@ -331,13 +331,24 @@ pub(crate) fn holds_file(path: &Path) -> bool {
     })
 }
 
-/// Drops the move prepared for `key` (its path turned out to be held by a row).
-pub(crate) fn cancel(key: &MoveKey) {
+/// Withdraws the save through `connection` from the move prepared for `key` (its path
+/// turned out to be held by a row), dropping the move if no other save shares it. True
+/// if another save of the upload took the move over and still holds it: its row may be
+/// the one holding the path, and it must still find its move when it commits.
+pub(crate) fn cancel(key: &MoveKey, connection: usize) -> bool {
     with_table(|table| {
+        let Some(prepared) = table.moves.get_mut(key) else {
+            return false;
+        };
+        prepared.connections.retain(|c| *c != connection);
+        if !prepared.connections.is_empty() {
+            return true;
+        }
         if let Some(prepared) = table.moves.remove(key) {
             prepared.discard();
         }
-    });
+        false
+    })
 }
 
 /// A move done by [`commit`].

@@ -185,11 +185,13 @@ where
                 ResumableFileField::stored_unchecked(relative),
             )));
         }
-        blocking(move || {
-            moves::cancel(&key);
-            Ok(())
-        })
-        .await?;
+        // Held by a row: ours is not the only save of this move if a second save of the
+        // upload took it over meanwhile, and then that row is most likely its own: the
+        // upload is taken. Only a move of ours alone is given up for another name.
+        let shared = blocking(move || Ok(moves::cancel(&key, connection))).await?;
+        if shared {
+            return Err(hook_error(ALREADY_SAVED));
+        }
         avoid.push(relative);
     }
     Err(hook_error(format!("no free name near {wanted:?}")))
