@@ -1,0 +1,165 @@
+//! The load client: one file sent with the resumable.js protocol (a test GET before each
+//! chunk, as resumable.js does by default, then the chunk as multipart or a raw body),
+//! `in_flight` chunks at a time. The same client drives every server in the table.
+
+use futures_util::StreamExt;
+use std::{
+    fs::File,
+    os::unix::fs::FileExt,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+/// How chunk bodies are sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Body {
+    /// `multipart/form-data` with the parameters as fields (resumable.js default).
+    Multipart,
+    /// The raw bytes, parameters in the query string (`method: 'octet'`).
+    Octet,
+}
+
+impl Body {
+    pub fn name(self) -> &'static str {
+        match self {
+            Body::Multipart => "multipart",
+            Body::Octet => "octet",
+        }
+    }
+}
+
+/// One upload to run.
+#[derive(Clone, Debug)]
+pub struct Run {
+    pub url: String,
+    pub body: Body,
+    pub chunk_size: u64,
+    pub in_flight: usize,
+}
+
+/// What one upload measured.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    pub bytes: u64,
+    pub chunks: u64,
+    pub elapsed: Duration,
+    /// From sending the request that completed the upload to its answer.
+    pub completing_request: Duration,
+    /// The token in the completing answer, if the server gave one.
+    pub token: Option<String>,
+}
+
+impl Outcome {
+    pub fn mib_per_s(&self) -> f64 {
+        self.bytes as f64 / self.elapsed.as_secs_f64() / (1 << 20) as f64
+    }
+}
+
+/// Sends `file` (of `total` bytes) as a new upload named `identifier`.
+pub async fn upload(
+    http: &reqwest::Client,
+    run: &Run,
+    file: Arc<File>,
+    total: u64,
+    identifier: &str,
+) -> Result<Outcome, String> {
+    let chunks = (total / run.chunk_size).max(1);
+    let started = Instant::now();
+    let answers = futures_util::stream::iter(1..=chunks)
+        .map(|n| {
+            let (file, http, run) = (file.clone(), http.clone(), run.clone());
+            let identifier = identifier.to_owned();
+            async move { send_chunk(&http, &run, &file, total, chunks, n, &identifier).await }
+        })
+        .buffer_unordered(run.in_flight)
+        .collect::<Vec<_>>()
+        .await;
+    let elapsed = started.elapsed();
+    let mut completing = None;
+    for answer in answers {
+        let (took, status, body) = answer?;
+        let value: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        // Ours answers `"complete": true` (and a token); django2-resumable answers 201.
+        if value["complete"] == true || status == 201 {
+            completing = Some((took, value["token"].as_str().map(str::to_owned)));
+        }
+    }
+    let (completing_request, token) = completing.unwrap_or((Duration::ZERO, None));
+    Ok(Outcome {
+        bytes: total,
+        chunks,
+        elapsed,
+        completing_request,
+        token,
+    })
+}
+
+/// Tests chunk `n`, sends it if missing; returns how long the chunk's POST took and its
+/// answer (status and body).
+async fn send_chunk(
+    http: &reqwest::Client,
+    run: &Run,
+    file: &File,
+    total: u64,
+    chunks: u64,
+    n: u64,
+    identifier: &str,
+) -> Result<(Duration, u16, String), String> {
+    let start = (n - 1) * run.chunk_size;
+    let end = if n == chunks {
+        total
+    } else {
+        start + run.chunk_size
+    };
+    let params: Vec<(&str, String)> = vec![
+        ("resumableChunkNumber", n.to_string()),
+        ("resumableChunkSize", run.chunk_size.to_string()),
+        ("resumableCurrentChunkSize", (end - start).to_string()),
+        ("resumableTotalSize", total.to_string()),
+        ("resumableType", "application/octet-stream".into()),
+        ("resumableIdentifier", identifier.to_owned()),
+        ("resumableFilename", "bench.bin".into()),
+        ("resumableRelativePath", "bench.bin".into()),
+        ("resumableTotalChunks", chunks.to_string()),
+    ];
+    let tested = http
+        .get(&run.url)
+        .query(&params)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if tested.status() == 200 {
+        let body = tested.text().await.unwrap_or_default();
+        return Ok((Duration::ZERO, 200, body));
+    }
+    let mut bytes = vec![0; (end - start) as usize];
+    file.read_exact_at(&mut bytes, start)
+        .map_err(|e| e.to_string())?;
+    let request = match run.body {
+        Body::Octet => http
+            .post(&run.url)
+            .query(&params)
+            .header("content-type", "application/octet-stream")
+            .body(bytes),
+        Body::Multipart => {
+            let form = params
+                .iter()
+                .fold(reqwest::multipart::Form::new(), |form, (k, v)| {
+                    form.text(*k, v.clone())
+                })
+                .part(
+                    "file",
+                    reqwest::multipart::Part::bytes(bytes).file_name("blob"),
+                );
+            http.post(&run.url).multipart(form)
+        }
+    };
+    let sent = Instant::now();
+    let response = request.send().await.map_err(|e| e.to_string())?;
+    let status = response.status();
+    let body = response.text().await.map_err(|e| e.to_string())?;
+    if !status.is_success() {
+        return Err(format!("chunk {n}: {status} {body}"));
+    }
+    Ok((sent.elapsed(), status.as_u16(), body))
+}

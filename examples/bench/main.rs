@@ -1,0 +1,284 @@
+//! The benchmark suite: the example upload server against this machine's limits, driven
+//! by one load client (resumable.js protocol, multipart and octet), with a table printed
+//! at the end (Markdown, for BENCHMARKS.md).
+//!
+//! ```text
+//! cargo build --release --examples && target/release/examples/bench            # whole suite
+//! target/release/examples/bench --sizes 64M --chunk-sizes 1M --in-flight 3      # one cell
+//! ```
+//!
+//! Measured in the same run: the HTTP sink (the same client sending the same bytes to a
+//! server that only reads them) and the disk (writing into the page cache, and with
+//! fsync), so ratios hold on a noisy machine. Each upload gets a fresh server process and
+//! media root; its peak RSS comes from `/proc`. Test files (random bytes) are made once in
+//! `--dir` and reused; uploaded copies are deleted after each run.
+
+mod client;
+mod servers;
+
+use clap::Parser;
+use client::{Body, Outcome, Run};
+use servers::Server;
+use std::{
+    fs::File,
+    io::Write,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+/// Benchmark of resumable uploads against this machine's limits.
+#[derive(Debug, Parser)]
+struct Args {
+    /// File sizes (K, M, G suffixes: powers of 1024).
+    #[arg(long, value_delimiter = ',', default_value = "64M,1G,4G", value_parser = parse_size)]
+    sizes: Vec<u64>,
+    /// Chunk sizes.
+    #[arg(long, value_delimiter = ',', default_value = "256K,1M,8M", value_parser = parse_size)]
+    chunk_sizes: Vec<u64>,
+    /// Chunks in flight at once.
+    #[arg(long, value_delimiter = ',', default_value = "1,3,8")]
+    in_flight: Vec<usize>,
+    /// Chunk bodies: multipart, octet.
+    #[arg(long, value_delimiter = ',', default_value = "multipart,octet", value_parser = parse_body)]
+    bodies: Vec<Body>,
+    /// Chunk counts for the per-chunk cost table (64 KiB chunks, one in flight).
+    #[arg(long, value_delimiter = ',', default_value = "100,1000,5000,20000")]
+    chunk_counts: Vec<u64>,
+    /// Where test files and media roots go.
+    #[arg(long, default_value = "target/bench")]
+    dir: PathBuf,
+    /// Run as the HTTP sink (used by the benchmark itself).
+    #[arg(long, hide = true)]
+    serve_sink: bool,
+}
+
+fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let (number, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let number: u64 = number.parse().map_err(|_| format!("not a size: {text}"))?;
+    let shift = match unit.to_ascii_uppercase().as_str() {
+        "" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        _ => return Err(format!("unknown unit in {text}")),
+    };
+    Ok(number << shift)
+}
+
+fn parse_body(text: &str) -> Result<Body, String> {
+    match text {
+        "multipart" => Ok(Body::Multipart),
+        "octet" => Ok(Body::Octet),
+        _ => Err(format!("{text}: multipart or octet")),
+    }
+}
+
+fn human(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 30 && b % (1 << 30) == 0 => format!("{} GiB", b >> 30),
+        b if b >= 1 << 20 && b % (1 << 20) == 0 => format!("{} MiB", b >> 20),
+        b => format!("{} KiB", b >> 10),
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), String> {
+    let args = Args::parse();
+    if args.serve_sink {
+        servers::serve_sink().await;
+        return Ok(());
+    }
+    std::fs::create_dir_all(&args.dir).map_err(|e| e.to_string())?;
+    let largest = args
+        .sizes
+        .iter()
+        .copied()
+        .max()
+        .unwrap_or(0)
+        .max(args.chunk_counts.iter().copied().max().unwrap_or(0) * (64 << 10));
+    let source = test_file(&args.dir, largest)?;
+    println!("# Benchmark ({})\n", machine());
+
+    let disk = disk_limit(&args.dir)?;
+    println!(
+        "Disk: {:.0} MiB/s into the page cache, {:.0} MiB/s with fsync (1 GiB).\n",
+        disk.0, disk.1
+    );
+
+    let http = reqwest::Client::new();
+    let sink = Server::sink()?;
+    println!(
+        "| file | chunk | body | in flight | sink MiB/s | server MiB/s | server/sink | completing request | save (move) | server peak RSS |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    let mut row = 0u32;
+    for &size in &args.sizes {
+        for &chunk_size in &args.chunk_sizes {
+            for &in_flight in &args.in_flight {
+                for &body in &args.bodies {
+                    row += 1;
+                    let run = |url: &str| Run {
+                        url: url.to_owned(),
+                        body,
+                        chunk_size,
+                        in_flight,
+                    };
+                    let id = format!("{size}-bench-{row}");
+                    let limit =
+                        client::upload(&http, &run(&sink.endpoint), source.clone(), size, &id)
+                            .await?;
+                    let (ours, save, rss) =
+                        server_run(&http, &args.dir, &run, source.clone(), size, &id).await?;
+                    println!(
+                        "| {} | {} | {} | {} | {:.0} | {:.0} | {:.0} % | {:.1} ms | {:.1} ms | {:.1} MiB |",
+                        human(size),
+                        human(chunk_size),
+                        body.name(),
+                        in_flight,
+                        limit.mib_per_s(),
+                        ours.mib_per_s(),
+                        100.0 * ours.mib_per_s() / limit.mib_per_s(),
+                        ours.completing_request.as_secs_f64() * 1e3,
+                        save.as_secs_f64() * 1e3,
+                        rss,
+                    );
+                }
+            }
+        }
+    }
+
+    println!(
+        "\nPer-chunk cost as one upload's chunk count grows (64 KiB chunks, octet, 1 in flight):\n"
+    );
+    println!("| chunks | file | server µs/chunk | sink µs/chunk | vs first |");
+    println!("|---|---|---|---|---|");
+    let mut first = None;
+    for &count in &args.chunk_counts {
+        let run = |url: &str| Run {
+            url: url.to_owned(),
+            body: Body::Octet,
+            chunk_size: 64 << 10,
+            in_flight: 1,
+        };
+        let size = count * (64 << 10);
+        let id = format!("{size}-chunks-{count}");
+        let limit = client::upload(&http, &run(&sink.endpoint), source.clone(), size, &id).await?;
+        let (ours, _, _) = server_run(&http, &args.dir, &run, source.clone(), size, &id).await?;
+        let per_chunk = |o: &Outcome| o.elapsed.as_secs_f64() * 1e6 / o.chunks as f64;
+        let base = *first.get_or_insert(per_chunk(&ours));
+        println!(
+            "| {count} | {} | {:.0} | {:.0} | {:.2}× |",
+            human(size),
+            per_chunk(&ours),
+            per_chunk(&limit),
+            per_chunk(&ours) / base
+        );
+    }
+    Ok(())
+}
+
+/// One upload to a fresh example server: the outcome, the save's duration (POST
+/// /documents, which moves the file into place), and the server's peak RSS in MiB.
+async fn server_run(
+    http: &reqwest::Client,
+    dir: &Path,
+    run: &impl Fn(&str) -> Run,
+    source: Arc<File>,
+    size: u64,
+    id: &str,
+) -> Result<(Outcome, Duration, f64), String> {
+    let root = dir.join("run");
+    let _ = std::fs::remove_dir_all(&root);
+    let server = Server::example(&root.join("media"))?;
+    server.reset_peak_rss();
+    let outcome = client::upload(http, &run(&server.endpoint), source, size, id).await?;
+    let rss = server.peak_rss_mib();
+    let token = outcome.token.clone().ok_or("the upload did not complete")?;
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| e.to_string())?;
+    let started = Instant::now();
+    let saved = no_redirects
+        .post(format!("{}/documents", server.base()))
+        .form(&[("title", "bench"), ("file", token.as_str())])
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let save = started.elapsed();
+    if saved.status() != 303 {
+        return Err(format!("save answered {}", saved.status()));
+    }
+    drop(server);
+    let _ = std::fs::remove_dir_all(&root);
+    Ok((outcome, save, rss))
+}
+
+/// A file of `size` random bytes in `dir`, made once.
+fn test_file(dir: &Path, size: u64) -> Result<Arc<File>, String> {
+    let path = dir.join(format!("source-{size}.bin"));
+    if std::fs::metadata(&path).map(|m| m.len()).ok() != Some(size) {
+        eprintln!("making {} ({})", path.display(), human(size));
+        let mut file = std::io::BufWriter::with_capacity(
+            8 << 20,
+            File::create(&path).map_err(|e| e.to_string())?,
+        );
+        let mut block = vec![0u8; 8 << 20];
+        let mut left = size;
+        while left > 0 {
+            rand::fill(&mut block[..]);
+            let n = left.min(block.len() as u64) as usize;
+            file.write_all(&block[..n]).map_err(|e| e.to_string())?;
+            left -= n as u64;
+        }
+        file.flush().map_err(|e| e.to_string())?;
+    }
+    File::open(&path).map(Arc::new).map_err(|e| e.to_string())
+}
+
+/// Writing 1 GiB in 8 MiB blocks: MiB/s into the page cache, and including fsync.
+fn disk_limit(dir: &Path) -> Result<(f64, f64), String> {
+    let path = dir.join("disk-test.bin");
+    let block = vec![7u8; 8 << 20];
+    let mut file = File::create(&path).map_err(|e| e.to_string())?;
+    let started = Instant::now();
+    for _ in 0..128 {
+        file.write_all(&block).map_err(|e| e.to_string())?;
+    }
+    let cached = started.elapsed();
+    file.sync_all().map_err(|e| e.to_string())?;
+    let synced = started.elapsed();
+    drop(file);
+    let _ = std::fs::remove_file(&path);
+    let mib = 1024.0;
+    Ok((mib / cached.as_secs_f64(), mib / synced.as_secs_f64()))
+}
+
+/// Cores, memory and kernel, for the table's heading.
+fn machine() -> String {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(String::from("?"), |kb| {
+            format!("{:.0} GiB", kb as f64 / 1048576.0)
+        });
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
+        })
+        .unwrap_or_default();
+    format!("{cores} cores ({cpu}), {memory} RAM, loopback")
+}
