@@ -45,6 +45,16 @@ struct Args {
     /// Chunk counts for the per-chunk cost table (64 KiB chunks, one in flight).
     #[arg(long, value_delimiter = ',', default_value = "100,1000,5000,20000")]
     chunk_counts: Vec<u64>,
+    /// django2-resumable's upload URL (with its `content_type_id` and `field_name` query),
+    /// for the peers table; bench/peers/run.sh starts it under gunicorn.
+    #[arg(long)]
+    django: Option<String>,
+    /// rustus's tus endpoint, for the peers table; bench/peers/run.sh starts it.
+    #[arg(long)]
+    rustus: Option<String>,
+    /// File size of the peers table (chunks of 1 MiB, 3 in flight).
+    #[arg(long, default_value = "1G", value_parser = parse_size)]
+    peer_size: u64,
     /// Where test files and media roots go.
     #[arg(long, default_value = "target/bench")]
     dir: PathBuf,
@@ -100,7 +110,12 @@ async fn main() -> Result<(), String> {
         .copied()
         .max()
         .unwrap_or(0)
-        .max(args.chunk_counts.iter().copied().max().unwrap_or(0) * (64 << 10));
+        .max(args.chunk_counts.iter().copied().max().unwrap_or(0) * (64 << 10))
+        .max(if args.django.is_some() || args.rustus.is_some() {
+            args.peer_size
+        } else {
+            0
+        });
     let source = test_file(&args.dir, largest)?;
     println!("# Benchmark ({})\n", machine());
 
@@ -177,6 +192,79 @@ async fn main() -> Result<(), String> {
             per_chunk(&ours),
             per_chunk(&limit),
             per_chunk(&ours) / base
+        );
+    }
+    if args.django.is_some() || args.rustus.is_some() {
+        peers(&args, &http, &sink, source).await?;
+    }
+    Ok(())
+}
+
+/// The peers next to us and the sink, same client, same file: `peer_size`, 1 MiB chunks,
+/// 3 in flight (tus: PATCHes one after another, as its core protocol has it).
+async fn peers(
+    args: &Args,
+    http: &reqwest::Client,
+    sink: &Server,
+    source: Arc<File>,
+) -> Result<(), String> {
+    let size = args.peer_size;
+    let run = |url: &str, body| Run {
+        url: url.to_owned(),
+        body,
+        chunk_size: 1 << 20,
+        in_flight: 3,
+    };
+    println!("\nPeers ({}, 1 MiB chunks, 3 in flight):\n", human(size));
+    println!("| server | protocol | MiB/s | vs sink | ours (multipart) ÷ this |");
+    println!("|---|---|---|---|---|");
+    let id = |name: &str| format!("{size}-peer-{name}-{}", std::process::id());
+    let multipart = |url: &str| run(url, Body::Multipart);
+    let octet = |url: &str| run(url, Body::Octet);
+    let limit = client::upload(
+        http,
+        &multipart(&sink.endpoint),
+        source.clone(),
+        size,
+        &id("sink"),
+    )
+    .await?;
+    let (ours, _, _) = server_run(
+        http,
+        &args.dir,
+        &multipart,
+        source.clone(),
+        size,
+        &id("ours"),
+    )
+    .await?;
+    let (ours_octet, _, _) =
+        server_run(http, &args.dir, &octet, source.clone(), size, &id("octet")).await?;
+    let mut rows = vec![
+        ("HTTP sink", "resumable.js multipart", limit),
+        ("sea-orm-resumable", "resumable.js multipart", ours.clone()),
+        ("sea-orm-resumable", "resumable.js octet", ours_octet),
+    ];
+    if let Some(url) = &args.django {
+        let outcome =
+            client::upload(http, &multipart(url), source.clone(), size, &id("django")).await?;
+        rows.push((
+            "django2-resumable 0.1.1 (gunicorn)",
+            "resumable.js multipart",
+            outcome,
+        ));
+    }
+    if let Some(url) = &args.rustus {
+        let outcome = client::upload_tus(http, url, source.clone(), size, 1 << 20).await?;
+        rows.push(("rustus", "tus 1.0 (sequential PATCH)", outcome));
+    }
+    let sink_rate = rows[0].2.mib_per_s();
+    for (server, protocol, outcome) in &rows {
+        println!(
+            "| {server} | {protocol} | {:.0} | {:.0} % | {:.1}× |",
+            outcome.mib_per_s(),
+            100.0 * outcome.mib_per_s() / sink_rate,
+            ours.mib_per_s() / outcome.mib_per_s()
         );
     }
     Ok(())
