@@ -10,10 +10,15 @@ repo=$PWD
 work=$repo/target/bench/peers
 mkdir -p "$work"
 
-# django2-resumable 0.1.1 needs Django < 5.1 (it uses get_storage_class).
-if [ ! -x "$work/venv/bin/gunicorn" ]; then
+# django2-resumable 0.1.1 (2020, its latest) imports ugettext_lazy, gone in Django 4.0:
+# Django 3.2 LTS, the newest it runs on.
+requirements='django>=3.2,<4.0 django2-resumable==0.1.1 gunicorn==23.0.0'
+if [ "$(cat "$work/venv/installed" 2>/dev/null)" != "$requirements" ]; then
+  rm -rf "$work/venv"
   python3 -m venv "$work/venv"
-  "$work/venv/bin/pip" install -q "django>=4.2,<5.1" "django2-resumable==0.1.1" "gunicorn==23.0.0"
+  # shellcheck disable=SC2086
+  "$work/venv/bin/pip" install -q $requirements
+  echo "$requirements" > "$work/venv/installed"
 fi
 if [ ! -x "$work/rustus/bin/rustus" ]; then
   cargo install -q rustus --version 0.5.10 --root "$work/rustus"
@@ -30,7 +35,7 @@ content_type=$(cd "$site" && "$work/venv/bin/python" manage.py shell -c \
 
 # gunicorn with its recommended 2 x cores + 1 sync workers.
 "$work/venv/bin/gunicorn" --chdir "$site" --workers 5 --bind 127.0.0.1:8131 \
-  --log-level warning wsgi:application &
+  --log-level warning wsgi:application > "$work/gunicorn.log" 2>&1 &
 django=$!
 RUSTUS_LOG_LEVEL=WARN RUSTUS_MAX_BODY_SIZE=4194304 "$work/rustus/bin/rustus" \
   --host 127.0.0.1 --port 8132 --data-dir "$work/rustus-data" --info-dir "$work/rustus-data" &

@@ -47,6 +47,8 @@ pub struct Outcome {
     pub completing_request: Duration,
     /// The token in the completing answer, if the server gave one.
     pub token: Option<String>,
+    /// How many answers said the upload is complete (1 for a correct server).
+    pub completions: u32,
 }
 
 impl Outcome {
@@ -76,12 +78,14 @@ pub async fn upload(
         .await;
     let elapsed = started.elapsed();
     let mut completing = None;
+    let mut completions = 0;
     for answer in answers {
         let (took, status, body) = answer?;
         let value: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
         // Ours answers `"complete": true` (and a token); django2-resumable answers 201.
         if value["complete"] == true || status == 201 {
             completing = Some((took, value["token"].as_str().map(str::to_owned)));
+            completions += 1;
         }
     }
     let (completing_request, token) = completing.unwrap_or((Duration::ZERO, None));
@@ -91,6 +95,7 @@ pub async fn upload(
         elapsed,
         completing_request,
         token,
+        completions,
     })
 }
 
@@ -142,10 +147,17 @@ async fn send_chunk(
             .header("content-type", "application/octet-stream")
             .body(bytes),
         Body::Multipart => {
+            // Like resumable.js's `query` option: parameters in the target URL go into
+            // the form as well (django2-resumable reads its own from there).
+            let in_url: Vec<(String, String)> = reqwest::Url::parse(&run.url)
+                .map(|url| url.query_pairs().into_owned().collect())
+                .unwrap_or_default();
             let form = params
                 .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .chain(in_url)
                 .fold(reqwest::multipart::Form::new(), |form, (k, v)| {
-                    form.text(*k, v.clone())
+                    form.text(k, v)
                 })
                 .part(
                     "file",
@@ -221,5 +233,6 @@ pub async fn upload_tus(
         elapsed: started.elapsed(),
         completing_request: last,
         token: None,
+        completions: u32::from(offset == total),
     })
 }

@@ -216,8 +216,10 @@ async fn peers(
         in_flight: 3,
     };
     println!("\nPeers ({}, 1 MiB chunks, 3 in flight):\n", human(size));
-    println!("| server | protocol | MiB/s | vs sink | ours (multipart) ÷ this |");
-    println!("|---|---|---|---|---|");
+    println!(
+        "| server | protocol | MiB/s | vs sink | ours (multipart) ÷ this | answers saying complete |"
+    );
+    println!("|---|---|---|---|---|---|");
     let id = |name: &str| format!("{size}-peer-{name}-{}", std::process::id());
     let multipart = |url: &str| run(url, Body::Multipart);
     let octet = |url: &str| run(url, Body::Octet);
@@ -261,10 +263,15 @@ async fn peers(
     let sink_rate = rows[0].2.mib_per_s();
     for (server, protocol, outcome) in &rows {
         println!(
-            "| {server} | {protocol} | {:.0} | {:.0} % | {:.1}× |",
+            "| {server} | {protocol} | {:.0} | {:.0} % | {:.1}× | {} |",
             outcome.mib_per_s(),
             100.0 * outcome.mib_per_s() / sink_rate,
-            ours.mib_per_s() / outcome.mib_per_s()
+            ours.mib_per_s() / outcome.mib_per_s(),
+            if *server == "HTTP sink" {
+                "-".to_owned()
+            } else {
+                outcome.completions.to_string()
+            },
         );
     }
     Ok(())

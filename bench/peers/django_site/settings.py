@@ -4,7 +4,7 @@ import os
 
 BASE_DIR = os.path.dirname(os.path.abspath(__file__))
 SECRET_KEY = "benchmark-only"
-DEBUG = False
+DEBUG = os.environ.get("PEER_DEBUG") == "1"
 ALLOWED_HOSTS = ["*"]
 INSTALLED_APPS = ["django.contrib.contenttypes", "django2_resumable", "docs"]
 MIDDLEWARE = []
@@ -20,4 +20,4 @@ MEDIA_URL = "/media/"
 USE_TZ = True
 DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
 DATA_UPLOAD_MAX_MEMORY_SIZE = None
-LOGGING = {"version": 1, "disable_existing_loggers": True}
+LOGGING = {"version": 1, "disable_existing_loggers": False, "handlers": {"console": {"class": "logging.StreamHandler"}}, "loggers": {"django.request": {"handlers": ["console"], "level": "ERROR"}}}
