@@ -121,7 +121,8 @@ async fn main() -> Result<(), String> {
 
     let disk = disk_limit(&args.dir)?;
     println!(
-        "Disk: {:.0} MiB/s into the page cache, {:.0} MiB/s with fsync (1 GiB).\n",
+        "Disk: {:.0} MiB/s into the page cache (1 GiB in 8 MiB writes, best of 3); {:.0} MiB/s \
+         with an fdatasync after every 1 MiB (256 MiB).\n",
         disk.0, disk.1
     );
 
@@ -336,22 +337,33 @@ fn test_file(dir: &Path, size: u64) -> Result<Arc<File>, String> {
     File::open(&path).map(Arc::new).map_err(|e| e.to_string())
 }
 
-/// Writing 1 GiB in 8 MiB blocks: MiB/s into the page cache, and including fsync.
+/// The disk: MiB/s writing 1 GiB in 8 MiB blocks into the page cache (best of three, a
+/// new file each time), and writing 256 MiB in 1 MiB blocks with an `fdatasync` after
+/// each, as the server does with 1 MiB chunks and `sync_data`.
 fn disk_limit(dir: &Path) -> Result<(f64, f64), String> {
     let path = dir.join("disk-test.bin");
-    let block = vec![7u8; 8 << 20];
-    let mut file = File::create(&path).map_err(|e| e.to_string())?;
-    let started = Instant::now();
-    for _ in 0..128 {
-        file.write_all(&block).map_err(|e| e.to_string())?;
+    let timed = |block_len: usize, blocks: usize, sync_each: bool| -> Result<f64, String> {
+        let _ = std::fs::remove_file(&path);
+        let block = vec![7u8; block_len];
+        let mut file = File::create(&path).map_err(|e| e.to_string())?;
+        let started = Instant::now();
+        for _ in 0..blocks {
+            file.write_all(&block).map_err(|e| e.to_string())?;
+            if sync_each {
+                file.sync_data().map_err(|e| e.to_string())?;
+            }
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        drop(file);
+        let _ = std::fs::remove_file(&path);
+        Ok((block_len * blocks) as f64 / (1 << 20) as f64 / seconds)
+    };
+    let mut cached = 0.0f64;
+    for _ in 0..3 {
+        cached = cached.max(timed(8 << 20, 128, false)?);
     }
-    let cached = started.elapsed();
-    file.sync_all().map_err(|e| e.to_string())?;
-    let synced = started.elapsed();
-    drop(file);
-    let _ = std::fs::remove_file(&path);
-    let mib = 1024.0;
-    Ok((mib / cached.as_secs_f64(), mib / synced.as_secs_f64()))
+    let flushed = timed(1 << 20, 256, true)?;
+    Ok((cached, flushed))
 }
 
 /// Cores, memory and kernel, for the table's heading.
