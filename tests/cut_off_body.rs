@@ -248,3 +248,38 @@ async fn a_body_trickling_below_the_minimum_rate_is_cut_off_and_the_retry_stores
             .complete
     );
 }
+
+#[tokio::test]
+async fn a_refused_request_trickling_its_body_is_answered_within_the_idle_timeout_in_all() {
+    let media = tempfile::tempdir().unwrap();
+    let settings = sea_orm_resumable::Settings {
+        body_idle_timeout: std::time::Duration::from_millis(300),
+        ..settings(media.path())
+    };
+    let uploads = sea_orm_resumable::Uploads::builder(settings, secret())
+        .build()
+        .await
+        .unwrap();
+    // 10 bytes every 100 ms for 3 s: never idle, never done.
+    let trickle = futures_util::stream::unfold(0, |sent| async move {
+        (sent < 30).then_some(())?;
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        Some((
+            Ok::<_, std::io::Error>(bytes::Bytes::from(vec![1u8; 10])),
+            sent + 1,
+        ))
+    });
+    let request = axum::http::Request::post("/resumable_upload/")
+        .body(axum::body::Body::from_stream(trickle))
+        .unwrap();
+    let started = std::time::Instant::now();
+    let refusal = (axum::http::StatusCode::UNAUTHORIZED, "log in first");
+    let response = uploads.refuse(request, refusal).await;
+    let took = started.elapsed();
+    assert_eq!(response.status(), 401);
+    assert!(
+        took >= std::time::Duration::from_millis(250)
+            && took < std::time::Duration::from_millis(1000),
+        "the refusal waited {took:?} for a body that kept coming"
+    );
+}
