@@ -116,6 +116,11 @@ async fn upload_form_row_file_round_trip_on_sqlite_by_default() {
 }
 
 #[tokio::test]
+async fn upload_form_row_file_round_trip_without_a_flush_per_chunk() {
+    upload_form_row_file_round_trip(&["--no-sync-data"]).await;
+}
+
+#[tokio::test]
 async fn upload_form_row_file_round_trip_on_postgres() {
     let Some(database) = PostgresDatabase::create().await else {
         return;

@@ -26,8 +26,8 @@ fi
 cargo build -q --release --examples
 
 export PEER_DB=$work/django.sqlite3 PEER_MEDIA_ROOT=$work/django-media
-rm -rf "$PEER_MEDIA_ROOT" "$PEER_DB" "$work/rustus-data"
-mkdir -p "$work/rustus-data"
+rm -rf "$PEER_MEDIA_ROOT" "$PEER_DB" "$work/rustus-data" "$work/rustus-fsync-data"
+mkdir -p "$work/rustus-data" "$work/rustus-fsync-data"
 site=$repo/bench/peers/django_site
 (cd "$site" && "$work/venv/bin/python" manage.py makemigrations docs -v 0 && "$work/venv/bin/python" manage.py migrate -v 0)
 content_type=$(cd "$site" && "$work/venv/bin/python" manage.py shell -c \
@@ -40,9 +40,15 @@ django=$!
 RUSTUS_LOG_LEVEL=WARN RUSTUS_MAX_BODY_SIZE=4194304 "$work/rustus/bin/rustus" \
   --host 127.0.0.1 --port 8132 --data-dir "$work/rustus-data" --info-dir "$work/rustus-data" &
 rustus=$!
-trap 'kill $django $rustus 2>/dev/null; rm -rf "$PEER_MEDIA_ROOT" "$work/rustus-data"' EXIT
+# The same with a flush after every PATCH, to compare with our default (a flush per chunk).
+RUSTUS_LOG_LEVEL=WARN RUSTUS_MAX_BODY_SIZE=4194304 "$work/rustus/bin/rustus" \
+  --host 127.0.0.1 --port 8133 --data-dir "$work/rustus-fsync-data" \
+  --info-dir "$work/rustus-fsync-data" --force-fsync true &
+rustus_fsync=$!
+trap 'kill $django $rustus $rustus_fsync 2>/dev/null; rm -rf "$PEER_MEDIA_ROOT" "$work/rustus-data" "$work/rustus-fsync-data"' EXIT
 sleep 3
 
 target/release/examples/bench \
   --django "http://127.0.0.1:8131/resumable_upload/?content_type_id=$content_type&field_name=file" \
-  --rustus "http://127.0.0.1:8132/files" "$@"
+  --rustus "http://127.0.0.1:8132/files" \
+  --rustus-fsync "http://127.0.0.1:8133/files" "$@"

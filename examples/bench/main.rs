@@ -14,11 +14,12 @@
 //! `--dir` and reused; uploaded copies are deleted after each run.
 
 mod client;
+mod head_to_head;
 mod servers;
 
 use clap::Parser;
 use client::{Body, Outcome, Run};
-use servers::Server;
+use servers::{Flush, Server};
 use std::{
     fs::File,
     io::Write,
@@ -52,9 +53,22 @@ struct Args {
     /// rustus's tus endpoint, for the peers table; bench/peers/run.sh starts it.
     #[arg(long)]
     rustus: Option<String>,
-    /// File size of the peers table (chunks of 1 MiB, 3 in flight).
+    /// rustus started with `--force-fsync true` (a flush per PATCH, like our default), for
+    /// the peers table; bench/peers/run.sh starts it.
+    #[arg(long)]
+    rustus_fsync: Option<String>,
+    /// File size of the head-to-head table (chunks of 1 MiB, 3 in flight).
     #[arg(long, default_value = "1G", value_parser = parse_size)]
     peer_size: u64,
+    /// Rounds of the head-to-head table; it reports medians and ranges over them. Every
+    /// round runs each server once, in a rotated order.
+    #[arg(long, default_value_t = 5)]
+    repeat: usize,
+    /// Which tables to run: matrix (sizes × chunk sizes × in flight × bodies), chunks
+    /// (per-chunk cost), head-to-head (the sink, ours and the peers, `--repeat` rounds).
+    #[arg(long, value_delimiter = ',', default_value = "matrix,chunks,head-to-head",
+          value_parser = ["matrix", "chunks", "head-to-head"])]
+    tables: Vec<String>,
     /// Where test files and media roots go.
     #[arg(long, default_value = "target/bench")]
     dir: PathBuf,
@@ -104,18 +118,27 @@ async fn main() -> Result<(), String> {
         return Ok(());
     }
     std::fs::create_dir_all(&args.dir).map_err(|e| e.to_string())?;
-    let largest = args
-        .sizes
-        .iter()
-        .copied()
-        .max()
-        .unwrap_or(0)
-        .max(args.chunk_counts.iter().copied().max().unwrap_or(0) * (64 << 10))
-        .max(if args.django.is_some() || args.rustus.is_some() {
+    let table = |name: &str| args.tables.iter().any(|t| t == name);
+    let largest = [
+        if table("matrix") {
+            args.sizes.iter().copied().max().unwrap_or(0)
+        } else {
+            0
+        },
+        if table("chunks") {
+            args.chunk_counts.iter().copied().max().unwrap_or(0) * (64 << 10)
+        } else {
+            0
+        },
+        if table("head-to-head") && args.repeat > 0 {
             args.peer_size
         } else {
             0
-        });
+        },
+    ]
+    .into_iter()
+    .max()
+    .unwrap_or(0);
     let source = test_file(&args.dir, largest)?;
     println!("# Benchmark ({})\n", machine());
 
@@ -128,6 +151,25 @@ async fn main() -> Result<(), String> {
 
     let http = reqwest::Client::new();
     let sink = Server::sink()?;
+    if table("matrix") {
+        matrix(&args, &http, &sink, &source).await?;
+    }
+    if table("chunks") {
+        chunk_costs(&args, &http, &sink, &source).await?;
+    }
+    if table("head-to-head") && args.repeat > 0 {
+        head_to_head::run(&args, &http, &sink, source).await?;
+    }
+    Ok(())
+}
+
+/// The main table: every size × chunk size × in flight × body, one run each.
+async fn matrix(
+    args: &Args,
+    http: &reqwest::Client,
+    sink: &Server,
+    source: &Arc<File>,
+) -> Result<(), String> {
     println!(
         "| file | chunk | body | in flight | sink MiB/s | server MiB/s | server/sink | completing request | save (move) | server peak RSS |"
     );
@@ -146,10 +188,18 @@ async fn main() -> Result<(), String> {
                     };
                     let id = format!("{size}-bench-{row}");
                     let limit =
-                        client::upload(&http, &run(&sink.endpoint), source.clone(), size, &id)
+                        client::upload(http, &run(&sink.endpoint), source.clone(), size, &id)
                             .await?;
-                    let (ours, save, rss) =
-                        server_run(&http, &args.dir, &run, source.clone(), size, &id).await?;
+                    let (ours, save, rss) = server_run(
+                        http,
+                        &args.dir,
+                        &run,
+                        source.clone(),
+                        size,
+                        &id,
+                        Flush::EveryChunk,
+                    )
+                    .await?;
                     println!(
                         "| {} | {} | {} | {} | {:.0} | {:.0} | {:.0} % | {:.1} ms | {:.1} ms | {:.1} MiB |",
                         human(size),
@@ -168,6 +218,16 @@ async fn main() -> Result<(), String> {
         }
     }
 
+    Ok(())
+}
+
+/// The per-chunk cost table: one upload of more and more 64 KiB chunks.
+async fn chunk_costs(
+    args: &Args,
+    http: &reqwest::Client,
+    sink: &Server,
+    source: &Arc<File>,
+) -> Result<(), String> {
     println!(
         "\nPer-chunk cost as one upload's chunk count grows (64 KiB chunks, octet, 1 in flight):\n"
     );
@@ -183,8 +243,17 @@ async fn main() -> Result<(), String> {
         };
         let size = count * (64 << 10);
         let id = format!("{size}-chunks-{count}");
-        let limit = client::upload(&http, &run(&sink.endpoint), source.clone(), size, &id).await?;
-        let (ours, _, _) = server_run(&http, &args.dir, &run, source.clone(), size, &id).await?;
+        let limit = client::upload(http, &run(&sink.endpoint), source.clone(), size, &id).await?;
+        let (ours, _, _) = server_run(
+            http,
+            &args.dir,
+            &run,
+            source.clone(),
+            size,
+            &id,
+            Flush::EveryChunk,
+        )
+        .await?;
         let per_chunk = |o: &Outcome| o.elapsed.as_secs_f64() * 1e6 / o.chunks as f64;
         let base = *first.get_or_insert(per_chunk(&ours));
         println!(
@@ -193,86 +262,6 @@ async fn main() -> Result<(), String> {
             per_chunk(&ours),
             per_chunk(&limit),
             per_chunk(&ours) / base
-        );
-    }
-    if args.django.is_some() || args.rustus.is_some() {
-        peers(&args, &http, &sink, source).await?;
-    }
-    Ok(())
-}
-
-/// The peers next to us and the sink, same client, same file: `peer_size`, 1 MiB chunks,
-/// 3 in flight (tus: PATCHes one after another, as its core protocol has it).
-async fn peers(
-    args: &Args,
-    http: &reqwest::Client,
-    sink: &Server,
-    source: Arc<File>,
-) -> Result<(), String> {
-    let size = args.peer_size;
-    let run = |url: &str, body| Run {
-        url: url.to_owned(),
-        body,
-        chunk_size: 1 << 20,
-        in_flight: 3,
-    };
-    println!("\nPeers ({}, 1 MiB chunks, 3 in flight):\n", human(size));
-    println!(
-        "| server | protocol | MiB/s | vs sink | ours (multipart) ÷ this | answers saying complete |"
-    );
-    println!("|---|---|---|---|---|---|");
-    let id = |name: &str| format!("{size}-peer-{name}-{}", std::process::id());
-    let multipart = |url: &str| run(url, Body::Multipart);
-    let octet = |url: &str| run(url, Body::Octet);
-    let limit = client::upload(
-        http,
-        &multipart(&sink.endpoint),
-        source.clone(),
-        size,
-        &id("sink"),
-    )
-    .await?;
-    let (ours, _, _) = server_run(
-        http,
-        &args.dir,
-        &multipart,
-        source.clone(),
-        size,
-        &id("ours"),
-    )
-    .await?;
-    let (ours_octet, _, _) =
-        server_run(http, &args.dir, &octet, source.clone(), size, &id("octet")).await?;
-    let mut rows = vec![
-        ("HTTP sink", "resumable.js multipart", limit),
-        ("sea-orm-resumable", "resumable.js multipart", ours.clone()),
-        ("sea-orm-resumable", "resumable.js octet", ours_octet),
-    ];
-    if let Some(url) = &args.django {
-        let outcome =
-            client::upload(http, &multipart(url), source.clone(), size, &id("django")).await?;
-        rows.push((
-            "django2-resumable 0.1.1 (gunicorn)",
-            "resumable.js multipart",
-            outcome,
-        ));
-    }
-    if let Some(url) = &args.rustus {
-        let outcome = client::upload_tus(http, url, source.clone(), size, 1 << 20).await?;
-        rows.push(("rustus", "tus 1.0 (sequential PATCH)", outcome));
-    }
-    let sink_rate = rows[0].2.mib_per_s();
-    for (server, protocol, outcome) in &rows {
-        println!(
-            "| {server} | {protocol} | {:.0} | {:.0} % | {:.1}× | {} |",
-            outcome.mib_per_s(),
-            100.0 * outcome.mib_per_s() / sink_rate,
-            ours.mib_per_s() / outcome.mib_per_s(),
-            if *server == "HTTP sink" {
-                "-".to_owned()
-            } else {
-                outcome.completions.to_string()
-            },
         );
     }
     Ok(())
@@ -287,10 +276,11 @@ async fn server_run(
     source: Arc<File>,
     size: u64,
     id: &str,
+    flush: Flush,
 ) -> Result<(Outcome, Duration, f64), String> {
     let root = dir.join("run");
     let _ = std::fs::remove_dir_all(&root);
-    let server = Server::example(&root.join("media"))?;
+    let server = Server::example(&root.join("media"), flush)?;
     server.reset_peak_rss();
     let outcome = client::upload(http, &run(&server.endpoint), source, size, id).await?;
     let rss = server.peak_rss_mib();
@@ -315,7 +305,7 @@ async fn server_run(
     Ok((outcome, save, rss))
 }
 
-/// A file of `size` random bytes in `dir`, made once.
+/// A file of `size` random bytes in `dir`, made once, read into the page cache.
 fn test_file(dir: &Path, size: u64) -> Result<Arc<File>, String> {
     let path = dir.join(format!("source-{size}.bin"));
     if std::fs::metadata(&path).map(|m| m.len()).ok() != Some(size) {
@@ -334,7 +324,19 @@ fn test_file(dir: &Path, size: u64) -> Result<Arc<File>, String> {
         }
         file.flush().map_err(|e| e.to_string())?;
     }
-    File::open(&path).map(Arc::new).map_err(|e| e.to_string())
+    // Read once, so that every run reads it from the page cache, the first one included.
+    let file = File::open(&path).map_err(|e| e.to_string())?;
+    let mut block = vec![0u8; 8 << 20];
+    let mut offset = 0;
+    while offset < size {
+        let n = std::os::unix::fs::FileExt::read_at(&file, &mut block, offset)
+            .map_err(|e| e.to_string())?;
+        if n == 0 {
+            break;
+        }
+        offset += n as u64;
+    }
+    Ok(Arc::new(file))
 }
 
 /// The disk: MiB/s writing 1 GiB in 8 MiB blocks into the page cache (best of three, a

@@ -9,6 +9,14 @@ use std::{
     process::{Child, Command, Stdio},
 };
 
+/// Whether the example server flushes each chunk to the disk before recording it (its
+/// default) or leaves the bytes to the page cache (`--no-sync-data`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flush {
+    EveryChunk,
+    Never,
+}
+
 /// A server process and its endpoint URL.
 pub struct Server {
     child: Child,
@@ -18,7 +26,7 @@ pub struct Server {
 impl Server {
     /// `target/<profile>/examples/upload_server` (build it with `cargo build --release
     /// --examples`) on a fresh media root, with its own SQLite file beside it.
-    pub fn example(media_root: &Path) -> Result<Self, String> {
+    pub fn example(media_root: &Path, flush: Flush) -> Result<Self, String> {
         let binary = std::env::current_exe()
             .map_err(|e| e.to_string())?
             .with_file_name("upload_server");
@@ -33,6 +41,10 @@ impl Server {
             .args(["--bind", "127.0.0.1:0", "--max-file-size", "1099511627776"])
             .arg("--media-root")
             .arg(media_root)
+            .args(match flush {
+                Flush::EveryChunk => &[][..],
+                Flush::Never => &["--no-sync-data"][..],
+            })
             .env_remove("DATABASE_URL")
             .env("RUST_LOG", "warn");
         Self::spawn(command)

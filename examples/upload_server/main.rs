@@ -49,6 +49,12 @@ struct Args {
     /// Largest file accepted, in bytes.
     #[arg(long, default_value_t = 100 << 30)]
     max_file_size: u64,
+    /// Record a chunk as soon as its bytes are written, without first flushing them to
+    /// the disk (faster where flushes are slow). A crash of the server stays safe; a power
+    /// cut or kernel crash may leave a recorded chunk whose bytes were lost, i.e. a
+    /// corrupt file (Settings::sync_data = false).
+    #[arg(long)]
+    no_sync_data: bool,
     /// Database URL (`sqlite://…?mode=rwc` or `postgres://…`); default: an SQLite file
     /// `upload_server.sqlite` beside the media root. Migrations run at start.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
@@ -88,6 +94,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let settings = Settings {
         chunk_subdir: args.chunk_subdir.clone(),
         max_file_size: args.max_file_size,
+        sync_data: !args.no_sync_data,
         ..Settings::new(&args.media_root)
     };
     // Each logged-in user is an upload scope: nobody tests, writes or claims another

@@ -1,0 +1,267 @@
+//! The head-to-head table: one file size, 1 MiB chunks, 3 in flight, the HTTP sink, our
+//! server in both bodies and both flush modes, and the peers when given, each run once per
+//! round for `--repeat` rounds in a rotated order. Ratios are taken within a round (so a
+//! slow minute of the machine hits both sides) and reported as medians over the rounds.
+
+use crate::{
+    Args,
+    client::{self, Body, Outcome, Run},
+    human, server_run,
+    servers::{Flush, Server},
+};
+use std::{fs::File, sync::Arc};
+
+/// One column of contenders: what runs, and what it is compared with.
+enum Contender {
+    Sink,
+    Ours(Body, Flush),
+    Django(String),
+    Rustus { url: String, flush: Flush },
+}
+
+impl Contender {
+    fn server(&self) -> &'static str {
+        match self {
+            Self::Sink => "HTTP sink (reads, discards)",
+            Self::Ours(..) => "sea-orm-resumable",
+            Self::Django(_) => "django2-resumable 0.1.1 (gunicorn, 5 workers)",
+            Self::Rustus { .. } => "rustus 0.5.10",
+        }
+    }
+
+    fn protocol(&self) -> &'static str {
+        match self {
+            Self::Sink | Self::Django(_) | Self::Ours(Body::Multipart, _) => {
+                "resumable.js multipart"
+            }
+            Self::Ours(Body::Octet, _) => "resumable.js octet",
+            Self::Rustus { .. } => "tus 1.0 (sequential PATCH)",
+        }
+    }
+
+    /// Whether it flushes each chunk to the disk before answering; `None` for the sink.
+    /// Django's file storage and django2-resumable never call fsync.
+    fn flush(&self) -> Option<Flush> {
+        match self {
+            Self::Sink => None,
+            Self::Ours(_, flush) | Self::Rustus { flush, .. } => Some(*flush),
+            Self::Django(_) => Some(Flush::Never),
+        }
+    }
+
+    fn is_peer(&self) -> bool {
+        matches!(self, Self::Django(_) | Self::Rustus { .. })
+    }
+}
+
+fn flush_name(flush: Option<Flush>) -> &'static str {
+    match flush {
+        None => "-",
+        Some(Flush::EveryChunk) => "every chunk",
+        Some(Flush::Never) => "never",
+    }
+}
+
+/// The middle value (mean of the two middle ones for an even count).
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    match n {
+        0 => f64::NAN,
+        _ if n % 2 == 1 => sorted[n / 2],
+        _ => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
+}
+
+fn range(values: &[f64]) -> (f64, f64) {
+    values
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
+            (lo.min(v), hi.max(v))
+        })
+}
+
+/// Runs the rounds and prints the table and the targets.
+pub async fn run(
+    args: &Args,
+    http: &reqwest::Client,
+    sink: &Server,
+    source: Arc<File>,
+) -> Result<(), String> {
+    let size = args.peer_size;
+    let mut contenders = vec![
+        Contender::Sink,
+        Contender::Ours(Body::Multipart, Flush::EveryChunk),
+        Contender::Ours(Body::Octet, Flush::EveryChunk),
+        Contender::Ours(Body::Multipart, Flush::Never),
+        Contender::Ours(Body::Octet, Flush::Never),
+    ];
+    if let Some(url) = &args.django {
+        contenders.push(Contender::Django(url.clone()));
+    }
+    if let Some(url) = &args.rustus {
+        contenders.push(Contender::Rustus {
+            url: url.clone(),
+            flush: Flush::Never,
+        });
+    }
+    if let Some(url) = &args.rustus_fsync {
+        contenders.push(Contender::Rustus {
+            url: url.clone(),
+            flush: Flush::EveryChunk,
+        });
+    }
+    let count = contenders.len();
+    let mut rates = vec![Vec::new(); count];
+    let mut completions = vec![Vec::new(); count];
+    for round in 0..args.repeat {
+        eprintln!("head to head: round {} of {}", round + 1, args.repeat);
+        for i in 0..count {
+            let index = (i + round) % count;
+            let outcome = measure(
+                args,
+                http,
+                sink,
+                &contenders[index],
+                source.clone(),
+                &format!("{size}-h2h-{index}-{round}-{}", std::process::id()),
+            )
+            .await?;
+            rates[index].push(outcome.mib_per_s());
+            completions[index].push(outcome.completions as f64);
+        }
+    }
+    // Per-round ratios: contender / sink, and ours (same body, same flush) / peer.
+    let per_round = |a: usize, b: usize| -> Vec<f64> {
+        rates[a].iter().zip(&rates[b]).map(|(x, y)| x / y).collect()
+    };
+    let ours = |body: Body, flush: Flush| {
+        contenders
+            .iter()
+            .position(|c| matches!(c, Contender::Ours(b, f) if *b == body && *f == flush))
+            .expect("ours is always in the table")
+    };
+
+    println!(
+        "\nHead to head ({}, 1 MiB chunks, 3 in flight; {} rounds, each server once per \
+         round in a rotated order; medians of per-round ratios):\n",
+        human(size),
+        args.repeat
+    );
+    println!(
+        "| server | protocol | flushes | MiB/s median | MiB/s min–max | ÷ sink | ours multipart ÷ this | ours octet ÷ this | answers saying complete |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for (index, contender) in contenders.iter().enumerate() {
+        let (lo, hi) = range(&rates[index]);
+        let versus = |body| match (contender.is_peer(), contender.flush()) {
+            (true, Some(flush)) => format!("{:.1}×", median(&per_round(ours(body, flush), index))),
+            _ => "-".to_owned(),
+        };
+        let (fewest, most) = range(&completions[index]);
+        println!(
+            "| {} | {} | {} | {:.0} | {:.0}–{:.0} | {} | {} | {} | {} |",
+            contender.server(),
+            contender.protocol(),
+            flush_name(contender.flush()),
+            median(&rates[index]),
+            lo,
+            hi,
+            match contender {
+                Contender::Sink => "-".to_owned(),
+                _ => format!("{:.0} %", 100.0 * median(&per_round(index, 0))),
+            },
+            versus(Body::Multipart),
+            versus(Body::Octet),
+            match contender {
+                Contender::Sink => "-".to_owned(),
+                _ if fewest == most => format!("{fewest:.0}"),
+                _ => format!("{fewest:.0}–{most:.0}"),
+            },
+        );
+    }
+
+    println!("\nTargets (medians of per-round ratios):\n");
+    for flush in [Flush::EveryChunk, Flush::Never] {
+        let share = |body| 100.0 * median(&per_round(ours(body, flush), 0));
+        println!(
+            "- ours ÷ sink, flush {}: multipart {:.0} %, octet {:.0} % (target ≥ 50 %)",
+            flush_name(Some(flush)),
+            share(Body::Multipart),
+            share(Body::Octet)
+        );
+    }
+    for (index, contender) in contenders.iter().enumerate() {
+        if !contender.is_peer() {
+            continue;
+        }
+        let target = if matches!(contender, Contender::Django(_)) {
+            15
+        } else {
+            2
+        };
+        for flush in [Flush::EveryChunk, Flush::Never] {
+            let times = |body| median(&per_round(ours(body, flush), index));
+            println!(
+                "- ours (flush {}) ÷ {} (flush {}): multipart {:.1}×, octet {:.1}× (target ≥ {target}×)",
+                flush_name(Some(flush)),
+                contender.server(),
+                flush_name(contender.flush()),
+                times(Body::Multipart),
+                times(Body::Octet),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// One upload of `args.peer_size` bytes to `contender`.
+async fn measure(
+    args: &Args,
+    http: &reqwest::Client,
+    sink: &Server,
+    contender: &Contender,
+    source: Arc<File>,
+    id: &str,
+) -> Result<Outcome, String> {
+    let size = args.peer_size;
+    // Whatever earlier runs left in the page cache goes to the disk now, not during this
+    // run (the media roots are deleted, but writeback may already be under way).
+    let _ = std::process::Command::new("sync").status();
+    let run = |url: &str, body| Run {
+        url: url.to_owned(),
+        body,
+        chunk_size: 1 << 20,
+        in_flight: 3,
+    };
+    match contender {
+        Contender::Sink => {
+            client::upload(
+                http,
+                &run(&sink.endpoint, Body::Multipart),
+                source,
+                size,
+                id,
+            )
+            .await
+        }
+        Contender::Ours(body, flush) => {
+            let (outcome, _, _) = server_run(
+                http,
+                &args.dir,
+                &|url: &str| run(url, *body),
+                source,
+                size,
+                id,
+                *flush,
+            )
+            .await?;
+            Ok(outcome)
+        }
+        Contender::Django(url) => {
+            client::upload(http, &run(url, Body::Multipart), source, size, id).await
+        }
+        Contender::Rustus { url, .. } => client::upload_tus(http, url, source, size, 1 << 20).await,
+    }
+}
