@@ -45,10 +45,16 @@ pub struct Outcome {
     pub elapsed: Duration,
     /// From sending the request that completed the upload to its answer.
     pub completing_request: Duration,
+    /// The median of the upload's last chunk requests but the completing one (the last
+    /// 32 chunks; from sending to the answer), to tell what completion adds from what a
+    /// chunk costs at that point of the upload.
+    pub typical_chunk_request: Duration,
     /// The token in the completing answer, if the server gave one.
     pub token: Option<String>,
     /// How many answers said the upload is complete (1 for a correct server).
     pub completions: u32,
+    /// CPU seconds this client (the whole bench process) used for the upload.
+    pub client_cpu_seconds: f64,
 }
 
 impl Outcome {
@@ -66,37 +72,53 @@ pub async fn upload(
     identifier: &str,
 ) -> Result<Outcome, String> {
     let chunks = (total / run.chunk_size).max(1);
+    let cpu_before = own_cpu_seconds();
     let started = Instant::now();
     let answers = futures_util::stream::iter(1..=chunks)
         .map(|n| {
             let (file, http, run) = (file.clone(), http.clone(), run.clone());
             let identifier = identifier.to_owned();
-            async move { send_chunk(&http, &run, &file, total, chunks, n, &identifier).await }
+            async move {
+                let answer = send_chunk(&http, &run, &file, total, chunks, n, &identifier).await;
+                answer.map(|answer| (n, answer))
+            }
         })
         .buffer_unordered(run.in_flight)
         .collect::<Vec<_>>()
         .await;
     let elapsed = started.elapsed();
+    let client_cpu_seconds = own_cpu_seconds() - cpu_before;
     let mut completing = None;
     let mut completions = 0;
+    let mut others = Vec::new();
     for answer in answers {
-        let (took, status, body) = answer?;
+        let (n, (took, status, body)) = answer?;
         let value: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
         // Ours answers `"complete": true` (and a token); django2-resumable answers 201.
         if value["complete"] == true || status == 201 {
             completing = Some((took, value["token"].as_str().map(str::to_owned)));
             completions += 1;
+        } else if !took.is_zero() && n + 32 > chunks {
+            others.push(took);
         }
     }
+    others.sort();
+    let typical_chunk_request = others.get(others.len() / 2).copied().unwrap_or_default();
     let (completing_request, token) = completing.unwrap_or((Duration::ZERO, None));
     Ok(Outcome {
         bytes: total,
         chunks,
         elapsed,
         completing_request,
+        typical_chunk_request,
         token,
         completions,
+        client_cpu_seconds,
     })
+}
+
+fn own_cpu_seconds() -> f64 {
+    crate::servers::cpu_seconds(std::process::id())
 }
 
 /// Tests chunk `n`, sends it if missing; returns how long the chunk's POST took and its
@@ -185,6 +207,7 @@ pub async fn upload_tus(
     total: u64,
     chunk_size: u64,
 ) -> Result<Outcome, String> {
+    let cpu_before = own_cpu_seconds();
     let started = Instant::now();
     let created = http
         .post(url)
@@ -232,7 +255,9 @@ pub async fn upload_tus(
         chunks,
         elapsed: started.elapsed(),
         completing_request: last,
+        typical_chunk_request: Duration::ZERO,
         token: None,
         completions: u32::from(offset == total),
+        client_cpu_seconds: own_cpu_seconds() - cpu_before,
     })
 }

@@ -8,6 +8,7 @@ use crate::{
     client::{self, Body, Outcome, Run},
     human, server_run,
     servers::{Flush, Server},
+    stats::{median, range},
 };
 use std::{fs::File, sync::Arc};
 
@@ -62,26 +63,6 @@ fn flush_name(flush: Option<Flush>) -> &'static str {
     }
 }
 
-/// The middle value (mean of the two middle ones for an even count).
-fn median(values: &[f64]) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let n = sorted.len();
-    match n {
-        0 => f64::NAN,
-        _ if n % 2 == 1 => sorted[n / 2],
-        _ => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
-    }
-}
-
-fn range(values: &[f64]) -> (f64, f64) {
-    values
-        .iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
-            (lo.min(v), hi.max(v))
-        })
-}
-
 /// Runs the rounds and prints the table and the targets.
 pub async fn run(
     args: &Args,
@@ -115,11 +96,15 @@ pub async fn run(
     let count = contenders.len();
     let mut rates = vec![Vec::new(); count];
     let mut completions = vec![Vec::new(); count];
+    // CPU seconds per GiB: the server's (where we can see it) and the client's.
+    let mut server_cpu = vec![Vec::new(); count];
+    let mut client_cpu = vec![Vec::new(); count];
+    let gib = size as f64 / (1u64 << 30) as f64;
     for round in 0..args.repeat {
         eprintln!("head to head: round {} of {}", round + 1, args.repeat);
         for i in 0..count {
             let index = (i + round) % count;
-            let outcome = measure(
+            let (outcome, cpu) = measure(
                 args,
                 http,
                 sink,
@@ -130,6 +115,10 @@ pub async fn run(
             .await?;
             rates[index].push(outcome.mib_per_s());
             completions[index].push(outcome.completions as f64);
+            if let Some(cpu) = cpu {
+                server_cpu[index].push(cpu / gib);
+            }
+            client_cpu[index].push(outcome.client_cpu_seconds / gib);
         }
     }
     // Per-round ratios: contender / sink, and ours (same body, same flush) / peer.
@@ -150,9 +139,9 @@ pub async fn run(
         args.repeat
     );
     println!(
-        "| server | protocol | flushes | MiB/s median | MiB/s min–max | ÷ sink | ours multipart ÷ this | ours octet ÷ this | answers saying complete |"
+        "| server | protocol | flushes | MiB/s median | MiB/s min–max | ÷ sink | ours multipart ÷ this | ours octet ÷ this | answers saying complete | server CPU s/GiB | client CPU s/GiB |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for (index, contender) in contenders.iter().enumerate() {
         let (lo, hi) = range(&rates[index]);
         let versus = |body| match (contender.is_peer(), contender.flush()) {
@@ -161,7 +150,7 @@ pub async fn run(
         };
         let (fewest, most) = range(&completions[index]);
         println!(
-            "| {} | {} | {} | {:.0} | {:.0}–{:.0} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {:.0} | {:.0}–{:.0} | {} | {} | {} | {} | {} | {:.2} |",
             contender.server(),
             contender.protocol(),
             flush_name(contender.flush()),
@@ -179,6 +168,12 @@ pub async fn run(
                 _ if fewest == most => format!("{fewest:.0}"),
                 _ => format!("{fewest:.0}–{most:.0}"),
             },
+            if server_cpu[index].is_empty() {
+                "-".to_owned()
+            } else {
+                format!("{:.2}", median(&server_cpu[index]))
+            },
+            median(&client_cpu[index]),
         );
     }
 
@@ -224,7 +219,7 @@ async fn measure(
     contender: &Contender,
     source: Arc<File>,
     id: &str,
-) -> Result<Outcome, String> {
+) -> Result<(Outcome, Option<f64>), String> {
     let size = args.peer_size;
     // Whatever earlier runs left in the page cache goes to the disk now, not during this
     // run (the media roots are deleted, but writeback may already be under way).
@@ -237,17 +232,19 @@ async fn measure(
     };
     match contender {
         Contender::Sink => {
-            client::upload(
+            let before = sink.cpu_seconds();
+            let outcome = client::upload(
                 http,
                 &run(&sink.endpoint, Body::Multipart),
                 source,
                 size,
                 id,
             )
-            .await
+            .await?;
+            Ok((outcome, Some(sink.cpu_seconds() - before)))
         }
         Contender::Ours(body, flush) => {
-            let (outcome, _, _) = server_run(
+            let ours = server_run(
                 http,
                 &args.dir,
                 &|url: &str| run(url, *body),
@@ -257,11 +254,17 @@ async fn measure(
                 *flush,
             )
             .await?;
-            Ok(outcome)
+            Ok((ours.outcome, Some(ours.cpu_seconds)))
         }
+        // Their processes are not ours to watch (gunicorn forks workers).
         Contender::Django(url) => {
-            client::upload(http, &run(url, Body::Multipart), source, size, id).await
+            let outcome =
+                client::upload(http, &run(url, Body::Multipart), source, size, id).await?;
+            Ok((outcome, None))
         }
-        Contender::Rustus { url, .. } => client::upload_tus(http, url, source, size, 1 << 20).await,
+        Contender::Rustus { url, .. } => {
+            let outcome = client::upload_tus(http, url, source, size, 1 << 20).await?;
+            Ok((outcome, None))
+        }
     }
 }

@@ -14,8 +14,10 @@
 //! `--dir` and reused; uploaded copies are deleted after each run.
 
 mod client;
+mod completion;
 mod head_to_head;
 mod servers;
+mod stats;
 
 use clap::Parser;
 use client::{Body, Outcome, Run};
@@ -64,10 +66,11 @@ struct Args {
     /// round runs each server once, in a rotated order.
     #[arg(long, default_value_t = 5)]
     repeat: usize,
-    /// Which tables to run: matrix (sizes × chunk sizes × in flight × bodies), chunks
-    /// (per-chunk cost), head-to-head (the sink, ours and the peers, `--repeat` rounds).
-    #[arg(long, value_delimiter = ',', default_value = "matrix,chunks,head-to-head",
-          value_parser = ["matrix", "chunks", "head-to-head"])]
+    /// Which tables to run: matrix (sizes × chunk sizes × in flight × bodies, one run
+    /// each), chunks (per-chunk cost), completion (smallest vs largest size, `--repeat`
+    /// rounds), head-to-head (the sink, ours and the peers, `--repeat` rounds).
+    #[arg(long, value_delimiter = ',', default_value = "matrix,chunks,completion,head-to-head",
+          value_parser = ["matrix", "chunks", "completion", "head-to-head"])]
     tables: Vec<String>,
     /// Where test files and media roots go.
     #[arg(long, default_value = "target/bench")]
@@ -120,7 +123,7 @@ async fn main() -> Result<(), String> {
     std::fs::create_dir_all(&args.dir).map_err(|e| e.to_string())?;
     let table = |name: &str| args.tables.iter().any(|t| t == name);
     let largest = [
-        if table("matrix") {
+        if table("matrix") || table("completion") {
             args.sizes.iter().copied().max().unwrap_or(0)
         } else {
             0
@@ -157,6 +160,9 @@ async fn main() -> Result<(), String> {
     if table("chunks") {
         chunk_costs(&args, &http, &sink, &source).await?;
     }
+    if table("completion") && args.repeat > 0 {
+        completion::run(&args, &http, source.clone()).await?;
+    }
     if table("head-to-head") && args.repeat > 0 {
         head_to_head::run(&args, &http, &sink, source).await?;
     }
@@ -190,7 +196,12 @@ async fn matrix(
                     let limit =
                         client::upload(http, &run(&sink.endpoint), source.clone(), size, &id)
                             .await?;
-                    let (ours, save, rss) = server_run(
+                    let ServerRun {
+                        outcome: ours,
+                        save,
+                        peak_rss_mib: rss,
+                        ..
+                    } = server_run(
                         http,
                         &args.dir,
                         &run,
@@ -244,7 +255,7 @@ async fn chunk_costs(
         let size = count * (64 << 10);
         let id = format!("{size}-chunks-{count}");
         let limit = client::upload(http, &run(&sink.endpoint), source.clone(), size, &id).await?;
-        let (ours, _, _) = server_run(
+        let ours = server_run(
             http,
             &args.dir,
             &run,
@@ -253,7 +264,8 @@ async fn chunk_costs(
             &id,
             Flush::EveryChunk,
         )
-        .await?;
+        .await?
+        .outcome;
         let per_chunk = |o: &Outcome| o.elapsed.as_secs_f64() * 1e6 / o.chunks as f64;
         let base = *first.get_or_insert(per_chunk(&ours));
         println!(
@@ -267,8 +279,18 @@ async fn chunk_costs(
     Ok(())
 }
 
-/// One upload to a fresh example server: the outcome, the save's duration (POST
-/// /documents, which moves the file into place), and the server's peak RSS in MiB.
+/// What one upload to a fresh example server measured.
+struct ServerRun {
+    outcome: Outcome,
+    /// The save's duration (POST /documents, which moves the file into place).
+    save: Duration,
+    /// The server's peak RSS during the upload, in MiB.
+    peak_rss_mib: f64,
+    /// CPU seconds the server used for the upload (its start excluded).
+    cpu_seconds: f64,
+}
+
+/// One upload to a fresh example server, then the save of a document with it.
 async fn server_run(
     http: &reqwest::Client,
     dir: &Path,
@@ -277,13 +299,15 @@ async fn server_run(
     size: u64,
     id: &str,
     flush: Flush,
-) -> Result<(Outcome, Duration, f64), String> {
+) -> Result<ServerRun, String> {
     let root = dir.join("run");
     let _ = std::fs::remove_dir_all(&root);
     let server = Server::example(&root.join("media"), flush)?;
     server.reset_peak_rss();
+    let cpu_before = server.cpu_seconds();
     let outcome = client::upload(http, &run(&server.endpoint), source, size, id).await?;
-    let rss = server.peak_rss_mib();
+    let cpu_seconds = server.cpu_seconds() - cpu_before;
+    let peak_rss_mib = server.peak_rss_mib();
     let token = outcome.token.clone().ok_or("the upload did not complete")?;
     let no_redirects = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -302,7 +326,12 @@ async fn server_run(
     }
     drop(server);
     let _ = std::fs::remove_dir_all(&root);
-    Ok((outcome, save, rss))
+    Ok(ServerRun {
+        outcome,
+        save,
+        peak_rss_mib,
+        cpu_seconds,
+    })
 }
 
 /// A file of `size` random bytes in `dir`, made once, read into the page cache.

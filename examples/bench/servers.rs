@@ -91,6 +91,11 @@ impl Server {
             .map_or(f64::NAN, |kb| kb / 1024.0)
     }
 
+    /// CPU time the process has used so far (user + system, all threads), in seconds.
+    pub fn cpu_seconds(&self) -> f64 {
+        cpu_seconds(self.child.id())
+    }
+
     /// Starts the peak over (`/proc/<pid>/clear_refs`), for a run of its own.
     pub fn reset_peak_rss(&self) {
         let _ = std::fs::write(format!("/proc/{}/clear_refs", self.child.id()), "5");
@@ -126,4 +131,22 @@ pub async fn serve_sink() {
         listener.local_addr().unwrap()
     );
     axum::serve(listener, app).await.unwrap();
+}
+
+/// CPU time process `pid` has used so far (user + system, all its threads), in seconds,
+/// from `/proc/<pid>/stat`; NaN when it cannot be read.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces): state is field 3, utime 14,
+    // stime 15.
+    let fields: Vec<&str> = stat
+        .rsplit_once(") ")
+        .map_or(Vec::new(), |(_, rest)| rest.split(' ').collect());
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok());
+    // SAFETY: sysconf only reads a constant of the system.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    match (ticks(11), ticks(12)) {
+        (Some(user), Some(system)) if per_second > 0.0 => (user + system) / per_second,
+        _ => f64::NAN,
+    }
 }
