@@ -55,11 +55,29 @@ pub struct Outcome {
     pub completions: u32,
     /// CPU seconds this client (the whole bench process) used for the upload.
     pub client_cpu_seconds: f64,
+    /// How long a `sync` right after the upload took: what the server left to the page
+    /// cache going to the disk (set by the caller with [`Outcome::sync`]).
+    pub sync_after: Duration,
 }
 
 impl Outcome {
     pub fn mib_per_s(&self) -> f64 {
         self.bytes as f64 / self.elapsed.as_secs_f64() / (1 << 20) as f64
+    }
+
+    /// MiB/s counting the `sync` after the upload: the rate at which the bytes reached
+    /// the disk, whatever the server flushed itself.
+    pub fn on_disk_mib_per_s(&self) -> f64 {
+        self.bytes as f64 / (self.elapsed + self.sync_after).as_secs_f64() / (1 << 20) as f64
+    }
+
+    /// Runs `sync` (every file system's dirty pages to the disk, waiting for it) and
+    /// records how long it took.
+    pub fn sync(&mut self) {
+        let started = Instant::now();
+        // SAFETY: sync(2) takes no arguments and cannot fail.
+        unsafe { libc::sync() };
+        self.sync_after = started.elapsed();
     }
 }
 
@@ -114,6 +132,7 @@ pub async fn upload(
         token,
         completions,
         client_cpu_seconds,
+        sync_after: Duration::ZERO,
     })
 }
 
@@ -259,5 +278,6 @@ pub async fn upload_tus(
         token: None,
         completions: u32::from(offset == total),
         client_cpu_seconds: own_cpu_seconds() - cpu_before,
+        sync_after: Duration::ZERO,
     })
 }

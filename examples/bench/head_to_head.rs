@@ -95,6 +95,7 @@ pub async fn run(
     }
     let count = contenders.len();
     let mut rates = vec![Vec::new(); count];
+    let mut on_disk = vec![Vec::new(); count];
     let mut completions = vec![Vec::new(); count];
     // CPU seconds per GiB: the server's (where we can see it) and the client's.
     let mut server_cpu = vec![Vec::new(); count];
@@ -114,6 +115,7 @@ pub async fn run(
             )
             .await?;
             rates[index].push(outcome.mib_per_s());
+            on_disk[index].push(outcome.on_disk_mib_per_s());
             completions[index].push(outcome.completions as f64);
             if let Some(cpu) = cpu {
                 server_cpu[index].push(cpu / gib);
@@ -124,6 +126,13 @@ pub async fn run(
     // Per-round ratios: contender / sink, and ours (same body, same flush) / peer.
     let per_round = |a: usize, b: usize| -> Vec<f64> {
         rates[a].iter().zip(&rates[b]).map(|(x, y)| x / y).collect()
+    };
+    let on_disk_share = |a: usize| -> Vec<f64> {
+        on_disk[a]
+            .iter()
+            .zip(&rates[0])
+            .map(|(x, y)| x / y)
+            .collect()
     };
     let ours = |body: Body, flush: Flush| {
         contenders
@@ -139,9 +148,9 @@ pub async fn run(
         args.repeat
     );
     println!(
-        "| server | protocol | flushes | MiB/s median | MiB/s min–max | ÷ sink | ours multipart ÷ this | ours octet ÷ this | answers saying complete | server CPU s/GiB | client CPU s/GiB |"
+        "| server | protocol | flushes | MiB/s median | MiB/s min–max | ÷ sink | ours multipart ÷ this | ours octet ÷ this | answers saying complete | server CPU s/GiB | client CPU s/GiB | MiB/s on disk (with the sync after) | on disk ÷ sink |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for (index, contender) in contenders.iter().enumerate() {
         let (lo, hi) = range(&rates[index]);
         let versus = |body| match (contender.is_peer(), contender.flush()) {
@@ -150,7 +159,7 @@ pub async fn run(
         };
         let (fewest, most) = range(&completions[index]);
         println!(
-            "| {} | {} | {} | {:.0} | {:.0}–{:.0} | {} | {} | {} | {} | {} | {:.2} |",
+            "| {} | {} | {} | {:.0} | {:.0}–{:.0} | {} | {} | {} | {} | {} | {:.2} | {:.0} | {} |",
             contender.server(),
             contender.protocol(),
             flush_name(contender.flush()),
@@ -174,17 +183,26 @@ pub async fn run(
                 format!("{:.2}", median(&server_cpu[index]))
             },
             median(&client_cpu[index]),
+            median(&on_disk[index]),
+            match contender {
+                Contender::Sink => "-".to_owned(),
+                _ => format!("{:.0} %", 100.0 * median(&on_disk_share(index))),
+            },
         );
     }
 
     println!("\nTargets (medians of per-round ratios):\n");
     for flush in [Flush::EveryChunk, Flush::Never] {
         let share = |body| 100.0 * median(&per_round(ours(body, flush), 0));
+        let on_disk = |body| 100.0 * median(&on_disk_share(ours(body, flush)));
         println!(
-            "- ours ÷ sink, flush {}: multipart {:.0} %, octet {:.0} % (target ≥ 50 %)",
+            "- ours ÷ sink, flush {}: multipart {:.0} %, octet {:.0} % (target ≥ 50 %); \
+             counting the sync after: {:.0} %, {:.0} %",
             flush_name(Some(flush)),
             share(Body::Multipart),
-            share(Body::Octet)
+            share(Body::Octet),
+            on_disk(Body::Multipart),
+            on_disk(Body::Octet),
         );
     }
     for (index, contender) in contenders.iter().enumerate() {
@@ -233,7 +251,7 @@ async fn measure(
     match contender {
         Contender::Sink => {
             let before = sink.cpu_seconds();
-            let outcome = client::upload(
+            let mut outcome = client::upload(
                 http,
                 &run(&sink.endpoint, Body::Multipart),
                 source,
@@ -241,7 +259,9 @@ async fn measure(
                 id,
             )
             .await?;
-            Ok((outcome, Some(sink.cpu_seconds() - before)))
+            let cpu = sink.cpu_seconds() - before;
+            outcome.sync();
+            Ok((outcome, Some(cpu)))
         }
         Contender::Ours(body, flush) => {
             let ours = server_run(
@@ -258,12 +278,14 @@ async fn measure(
         }
         // Their processes are not ours to watch (gunicorn forks workers).
         Contender::Django(url) => {
-            let outcome =
+            let mut outcome =
                 client::upload(http, &run(url, Body::Multipart), source, size, id).await?;
+            outcome.sync();
             Ok((outcome, None))
         }
         Contender::Rustus { url, .. } => {
-            let outcome = client::upload_tus(http, url, source, size, 1 << 20).await?;
+            let mut outcome = client::upload_tus(http, url, source, size, 1 << 20).await?;
+            outcome.sync();
             Ok((outcome, None))
         }
     }

@@ -305,9 +305,10 @@ async fn server_run(
     let server = Server::example(&root.join("media"), flush)?;
     server.reset_peak_rss();
     let cpu_before = server.cpu_seconds();
-    let outcome = client::upload(http, &run(&server.endpoint), source, size, id).await?;
+    let mut outcome = client::upload(http, &run(&server.endpoint), source, size, id).await?;
     let cpu_seconds = server.cpu_seconds() - cpu_before;
     let peak_rss_mib = server.peak_rss_mib();
+    outcome.sync();
     let token = outcome.token.clone().ok_or("the upload did not complete")?;
     let no_redirects = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
