@@ -1,17 +1,26 @@
 //! The benchmark suite: the example upload server against this machine's limits, driven
-//! by one load client (resumable.js protocol, multipart and octet), with a table printed
-//! at the end (Markdown, for BENCHMARKS.md).
+//! by one load client (resumable.js protocol, multipart and octet), with Markdown tables
+//! printed as it goes (for BENCHMARKS.md).
 //!
 //! ```text
 //! cargo build --release --examples && target/release/examples/bench            # whole suite
-//! target/release/examples/bench --sizes 64M --chunk-sizes 1M --in-flight 3      # one cell
+//! target/release/examples/bench --tables matrix --sizes 64M --chunk-sizes 1M --in-flight 3
+//! target/release/examples/bench --tables head-to-head --repeat 9                # just that
+//! bash bench/peers/run.sh --tables head-to-head                                # with peers
 //! ```
+//!
+//! Tables (`--tables`): `matrix` (sizes × chunk sizes × in flight × bodies, one run each),
+//! `chunks` (per-chunk cost as the chunk count grows), `completion` (smallest vs largest
+//! size over `--repeat` rounds) and `head-to-head` (1 GiB: the sink, ours with and without
+//! a flush per chunk, the peers; `--repeat` rounds in a rotated order, medians of
+//! per-round ratios, CPU seconds per GiB, MiB/s counting the `sync` after each upload).
 //!
 //! Measured in the same run: the HTTP sink (the same client sending the same bytes to a
 //! server that only reads them) and the disk (writing into the page cache, and with
 //! fsync), so ratios hold on a noisy machine. Each upload gets a fresh server process and
 //! media root; its peak RSS comes from `/proc`. Test files (random bytes) are made once in
-//! `--dir` and reused; uploaded copies are deleted after each run.
+//! `--dir`, read into the page cache, and reused; uploaded copies are deleted after each
+//! run.
 
 mod client;
 mod completion;
