@@ -47,6 +47,7 @@ pub mod field;
 pub mod form;
 mod handler;
 pub mod layout;
+pub mod ledger;
 pub mod media;
 mod open_uploads;
 mod protocol;

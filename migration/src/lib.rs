@@ -1,5 +1,6 @@
 //! Migrations of the example upload app: the `document` table of
-//! `examples/upload_server`, run by the app at start (`Migrator::up(&db, None)`).
+//! `examples/upload_server` and the chunk ledger's tables
+//! ([`sea_orm_resumable::ledger`]), run by the app at start (`Migrator::up(&db, None)`).
 //!
 //! The file column comes from [`sea_orm_resumable::field::file_column`], so the table
 //! matches what the entity's `ResumableFileField` declares (a test compares the two DDLs
@@ -9,6 +10,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261125_000001_create_document;
 mod m20261126_000001_add_document_owner;
+mod m20261126_000002_create_chunk_ledger;
 
 /// Every migration of the example app, in order.
 pub struct Migrator;
@@ -19,6 +21,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261125_000001_create_document::Migration),
             Box::new(m20261126_000001_add_document_owner::Migration),
+            Box::new(m20261126_000002_create_chunk_ledger::Migration),
         ]
     }
 }

@@ -55,6 +55,36 @@ pub async fn connect(backend: Backend, dir: &Path) -> Option<DatabaseConnection>
     }
 }
 
+/// Two connection pools to one empty database of `backend` (as two servers would have),
+/// or `None` when Postgres is not configured.
+pub async fn connect_twice(
+    backend: Backend,
+    dir: &Path,
+) -> Option<(DatabaseConnection, DatabaseConnection)> {
+    let first = connect(backend, dir).await?;
+    let second = match backend {
+        Backend::Sqlite => connect(backend, dir).await?,
+        Backend::Postgres => {
+            let row = first
+                .query_one_raw(sea_orm::Statement::from_string(
+                    first.get_database_backend(),
+                    "SELECT current_schema()",
+                ))
+                .await
+                .unwrap()
+                .unwrap();
+            let schema: String = row.try_get_by_index(0).unwrap();
+            let mut options = ConnectOptions::new(postgres_url()?);
+            options
+                .set_schema_search_path(schema)
+                .max_connections(4)
+                .sqlx_logging(false);
+            Database::connect(options).await.expect("connect again")
+        }
+    };
+    Some((first, second))
+}
+
 /// Runs each named `async fn name(backend: Backend)` as two tests, `sqlite::name` and
 /// `postgres::name`.
 macro_rules! on_both_databases {

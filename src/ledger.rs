@@ -1,0 +1,431 @@
+//! The chunk ledger: which chunks of which uploads are in, kept in the application's
+//! database, so that several servers sharing one store (issue: object storage and many
+//! servers) agree on it and decide completion exactly once.
+//!
+//! Two tables, created by [`create_tables`] (put it in a migration):
+//!
+//! * `resumable_upload` — one row per upload: its key, its [`UploadMeta`] as JSON (the
+//!   first server to see the upload writes it; the others read it), the number of chunks,
+//!   and its state: `open`, `assembling` (one server won the right to assemble it, at
+//!   `claimed_at`) or `complete`.
+//! * `resumable_chunk` — one row per chunk that is in: upload key, chunk number, size
+//!   and, for stores that need it, a part id (an S3 ETag). The primary key (key, number)
+//!   makes a duplicate or retried chunk a no-op.
+//!
+//! Completion is one conditional `UPDATE`: `open` → `assembling` where the chunk count
+//! equals the number of chunks. Whoever records a chunk and then claims sees every chunk
+//! committed before its claim, so the server that records the last chunk wins, and the
+//! row lock makes sure only one does. A claim is a lease: a server that died while
+//! assembling loses it after `lease`, and its token no longer completes the upload (a
+//! fencing token), so two assemblies never both count.
+//!
+//! ```
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! use sea_orm_resumable::ledger::{ChunkLedger, Claim, create_tables};
+//! use sea_orm_resumable::{Scope, UploadKey, UploadMeta};
+//! use sea_orm::{ConnectionTrait, Database};
+//!
+//! let db = Database::connect("sqlite::memory:").await.unwrap();
+//! for table in create_tables() {
+//!     db.execute(&table).await.unwrap();
+//! }
+//! let ledger = ChunkLedger::new(db);
+//! let key = UploadKey::derive(&Scope::anonymous(), "3-report");
+//! let meta = UploadMeta {
+//!     scope: String::new(), identifier: "3-report".into(), file_name: "report.pdf".into(),
+//!     relative_path: None, content_type: None, total_size: 3, chunk_size: 1,
+//!     created_at: 0, instance: "a".into(),
+//! };
+//! ledger.open(&key, &meta, 3).await.unwrap();
+//! for number in [2, 1, 2] {
+//!     assert!(ledger.record(&key, number, 1, None).await.is_ok());
+//!     assert!(matches!(ledger.claim(&key).await.unwrap(), Claim::NotAllIn));
+//! }
+//! ledger.record(&key, 3, 1, None).await.unwrap();
+//! let Claim::Won(token) = ledger.claim(&key).await.unwrap() else { panic!() };
+//! assert!(matches!(ledger.claim(&key).await.unwrap(), Claim::Assembling));
+//! assert!(ledger.complete(&key, token).await.unwrap());
+//! assert!(matches!(ledger.claim(&key).await.unwrap(), Claim::Complete));
+//! # });
+//! ```
+
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DbErr, DeriveIden,
+    sea_query::{
+        ColumnDef, Expr, ExprTrait, Index, OnConflict, Query, Table, TableCreateStatement,
+    },
+};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::{UploadKey, UploadMeta};
+
+/// How long a claim to assemble an upload holds before another server may take it over
+/// (default of [`ChunkLedger::new`]).
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(10 * 60);
+
+/// The upload table.
+#[derive(DeriveIden)]
+enum ResumableUpload {
+    Table,
+    Key,
+    Meta,
+    TotalChunks,
+    State,
+    ClaimedAt,
+}
+
+/// The chunk table.
+#[derive(DeriveIden)]
+enum ResumableChunk {
+    Table,
+    UploadKey,
+    Number,
+    Size,
+    Part,
+}
+
+const OPEN: &str = "open";
+const ASSEMBLING: &str = "assembling";
+const COMPLETE: &str = "complete";
+
+/// The `CREATE TABLE` statements of the ledger, for a migration
+/// (`manager.create_table(statement)` for each).
+///
+/// ```
+/// use sea_orm::sea_query::SqliteQueryBuilder;
+/// let sql: Vec<String> = sea_orm_resumable::ledger::create_tables()
+///     .iter()
+///     .map(|t| t.to_string(SqliteQueryBuilder))
+///     .collect();
+/// assert!(sql[0].starts_with(r#"CREATE TABLE IF NOT EXISTS "resumable_upload""#));
+/// assert!(sql[1].contains(r#"PRIMARY KEY ("upload_key", "number")"#));
+/// ```
+pub fn create_tables() -> [TableCreateStatement; 2] {
+    let uploads = Table::create()
+        .table(ResumableUpload::Table)
+        .if_not_exists()
+        .col(
+            ColumnDef::new(ResumableUpload::Key)
+                .string_len(32)
+                .not_null()
+                .primary_key(),
+        )
+        .col(ColumnDef::new(ResumableUpload::Meta).text().not_null())
+        .col(
+            ColumnDef::new(ResumableUpload::TotalChunks)
+                .big_integer()
+                .not_null(),
+        )
+        .col(
+            ColumnDef::new(ResumableUpload::State)
+                .string_len(16)
+                .not_null()
+                .default(OPEN),
+        )
+        .col(
+            ColumnDef::new(ResumableUpload::ClaimedAt)
+                .big_integer()
+                .null(),
+        )
+        .to_owned();
+    let chunks = Table::create()
+        .table(ResumableChunk::Table)
+        .if_not_exists()
+        .col(
+            ColumnDef::new(ResumableChunk::UploadKey)
+                .string_len(32)
+                .not_null(),
+        )
+        .col(
+            ColumnDef::new(ResumableChunk::Number)
+                .big_integer()
+                .not_null(),
+        )
+        .col(
+            ColumnDef::new(ResumableChunk::Size)
+                .big_integer()
+                .not_null(),
+        )
+        .col(ColumnDef::new(ResumableChunk::Part).string_len(255).null())
+        .primary_key(
+            Index::create()
+                .col(ResumableChunk::UploadKey)
+                .col(ResumableChunk::Number),
+        )
+        .to_owned();
+    [uploads, chunks]
+}
+
+/// What a claim to assemble an upload found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// This caller assembles the upload; pass the token to [`ChunkLedger::complete`].
+    Won(ClaimToken),
+    /// Not every chunk is in yet.
+    NotAllIn,
+    /// Another server is assembling it (its lease has not run out).
+    Assembling,
+    /// It is complete already.
+    Complete,
+    /// The ledger has no such upload.
+    Unknown,
+}
+
+/// Proof of a claim: only the latest claim of an upload can complete it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClaimToken(i64);
+
+/// A chunk as recorded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordedChunk {
+    /// 1-based chunk number.
+    pub number: u64,
+    /// Its size in bytes.
+    pub size: u64,
+    /// The store's id of its part (an S3 ETag), if the store gave one.
+    pub part: Option<String>,
+}
+
+/// Which chunks are in, in the database (see the module documentation). Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct ChunkLedger {
+    db: DatabaseConnection,
+    lease: Duration,
+}
+
+fn key_text(key: &UploadKey) -> String {
+    key.to_string()
+}
+
+fn as_i64(n: u64) -> Result<i64, DbErr> {
+    i64::try_from(n).map_err(|_| DbErr::Custom(format!("{n} is too large for the ledger")))
+}
+
+/// Milliseconds since the Unix epoch. A claim's token is its time: a claim can only be
+/// taken over once `now - lease` has passed the old one, so the new token is always
+/// larger, even from another server (whose clock should agree to well within a lease).
+fn now_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+impl ChunkLedger {
+    /// A ledger in `db` (its tables made by [`create_tables`]), with the default lease.
+    pub fn new(db: DatabaseConnection) -> Self {
+        Self {
+            db,
+            lease: DEFAULT_LEASE,
+        }
+    }
+
+    /// The same ledger with claims that hold for `lease`.
+    ///
+    /// ```
+    /// # async fn f(db: sea_orm::DatabaseConnection) {
+    /// use std::time::Duration;
+    /// let ledger = sea_orm_resumable::ledger::ChunkLedger::new(db)
+    ///     .with_lease(Duration::from_secs(60));
+    /// # }
+    /// ```
+    pub fn with_lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// Makes the upload known with `meta` and `total_chunks`, unless a server did
+    /// already; returns the metadata the ledger holds (the first server's).
+    pub async fn open(
+        &self,
+        key: &UploadKey,
+        meta: &UploadMeta,
+        total_chunks: u64,
+    ) -> Result<UploadMeta, DbErr> {
+        let json = serde_json::to_string(meta).map_err(|e| DbErr::Custom(e.to_string()))?;
+        let insert = Query::insert()
+            .into_table(ResumableUpload::Table)
+            .columns([
+                ResumableUpload::Key,
+                ResumableUpload::Meta,
+                ResumableUpload::TotalChunks,
+                ResumableUpload::State,
+            ])
+            .values_panic([
+                key_text(key).into(),
+                json.into(),
+                as_i64(total_chunks)?.into(),
+                OPEN.into(),
+            ])
+            .on_conflict(
+                OnConflict::column(ResumableUpload::Key)
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .to_owned();
+        self.db.execute(&insert).await?;
+        self.meta(key)
+            .await?
+            .ok_or_else(|| DbErr::RecordNotFound(format!("upload {key}")))
+    }
+
+    /// The metadata of the upload, if the ledger knows it.
+    pub async fn meta(&self, key: &UploadKey) -> Result<Option<UploadMeta>, DbErr> {
+        let select = Query::select()
+            .column(ResumableUpload::Meta)
+            .from(ResumableUpload::Table)
+            .and_where(Expr::col(ResumableUpload::Key).eq(key_text(key)))
+            .to_owned();
+        let Some(row) = self.db.query_one(&select).await? else {
+            return Ok(None);
+        };
+        let json: String = row.try_get("", "meta")?;
+        serde_json::from_str(&json)
+            .map(Some)
+            .map_err(|e| DbErr::Custom(format!("upload {key}: bad metadata: {e}")))
+    }
+
+    /// Records chunk `number` (1-based) of `size` bytes, with the store's `part` id.
+    /// Returns whether it was new (`false`: it was in already, e.g. a retried chunk).
+    pub async fn record(
+        &self,
+        key: &UploadKey,
+        number: u64,
+        size: u64,
+        part: Option<&str>,
+    ) -> Result<bool, DbErr> {
+        let insert = Query::insert()
+            .into_table(ResumableChunk::Table)
+            .columns([
+                ResumableChunk::UploadKey,
+                ResumableChunk::Number,
+                ResumableChunk::Size,
+                ResumableChunk::Part,
+            ])
+            .values_panic([
+                key_text(key).into(),
+                as_i64(number)?.into(),
+                as_i64(size)?.into(),
+                part.map(str::to_owned).into(),
+            ])
+            .on_conflict(
+                OnConflict::columns([ResumableChunk::UploadKey, ResumableChunk::Number])
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .to_owned();
+        Ok(self.db.execute(&insert).await?.rows_affected() == 1)
+    }
+
+    /// Whether chunk `number` is in.
+    pub async fn has(&self, key: &UploadKey, number: u64) -> Result<bool, DbErr> {
+        let select = Query::select()
+            .expr(Expr::val(1))
+            .from(ResumableChunk::Table)
+            .and_where(Expr::col(ResumableChunk::UploadKey).eq(key_text(key)))
+            .and_where(Expr::col(ResumableChunk::Number).eq(as_i64(number)?))
+            .to_owned();
+        Ok(self.db.query_one(&select).await?.is_some())
+    }
+
+    /// Every chunk that is in, by number.
+    pub async fn chunks(&self, key: &UploadKey) -> Result<Vec<RecordedChunk>, DbErr> {
+        let select = Query::select()
+            .columns([
+                ResumableChunk::Number,
+                ResumableChunk::Size,
+                ResumableChunk::Part,
+            ])
+            .from(ResumableChunk::Table)
+            .and_where(Expr::col(ResumableChunk::UploadKey).eq(key_text(key)))
+            .order_by(ResumableChunk::Number, sea_orm::sea_query::Order::Asc)
+            .to_owned();
+        let unsigned = |n: i64| u64::try_from(n).map_err(|_| DbErr::Custom(format!("{n} < 0")));
+        self.db
+            .query_all(&select)
+            .await?
+            .into_iter()
+            .map(|row| {
+                Ok(RecordedChunk {
+                    number: unsigned(row.try_get("", "number")?)?,
+                    size: unsigned(row.try_get("", "size")?)?,
+                    part: row.try_get("", "part")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Claims the right to assemble the upload: won by exactly one caller once every
+    /// chunk is in (or again once the winner's lease has run out).
+    pub async fn claim(&self, key: &UploadKey) -> Result<Claim, DbErr> {
+        let now = now_millis();
+        let expired = now.saturating_sub(i64::try_from(self.lease.as_millis()).unwrap_or(i64::MAX));
+        let chunk_count = Query::select()
+            .expr(Expr::col(ResumableChunk::Number).count())
+            .from(ResumableChunk::Table)
+            .and_where(Expr::col(ResumableChunk::UploadKey).eq(key_text(key)))
+            .to_owned();
+        let update = Query::update()
+            .table(ResumableUpload::Table)
+            .value(ResumableUpload::State, ASSEMBLING)
+            .value(ResumableUpload::ClaimedAt, now)
+            .and_where(Expr::col(ResumableUpload::Key).eq(key_text(key)))
+            .and_where(
+                Expr::col(ResumableUpload::State)
+                    .eq(OPEN)
+                    .or(Expr::col(ResumableUpload::State)
+                        .eq(ASSEMBLING)
+                        .and(Expr::col(ResumableUpload::ClaimedAt).lt(expired))),
+            )
+            .and_where(
+                Expr::col(ResumableUpload::TotalChunks)
+                    .eq(Expr::SubQuery(None, Box::new(chunk_count.into()))),
+            )
+            .to_owned();
+        if self.db.execute(&update).await?.rows_affected() == 1 {
+            return Ok(Claim::Won(ClaimToken(now)));
+        }
+        let select = Query::select()
+            .column(ResumableUpload::State)
+            .from(ResumableUpload::Table)
+            .and_where(Expr::col(ResumableUpload::Key).eq(key_text(key)))
+            .to_owned();
+        let Some(row) = self.db.query_one(&select).await? else {
+            return Ok(Claim::Unknown);
+        };
+        let state: String = row.try_get("", "state")?;
+        Ok(match state.as_str() {
+            COMPLETE => Claim::Complete,
+            ASSEMBLING => Claim::Assembling,
+            _ => Claim::NotAllIn,
+        })
+    }
+
+    /// Marks the upload complete, if `token` is still its latest claim. Returns whether
+    /// it did (`false`: the lease ran out and another server took the claim over, or the
+    /// upload is gone).
+    pub async fn complete(&self, key: &UploadKey, token: ClaimToken) -> Result<bool, DbErr> {
+        let update = Query::update()
+            .table(ResumableUpload::Table)
+            .value(ResumableUpload::State, COMPLETE)
+            .and_where(Expr::col(ResumableUpload::Key).eq(key_text(key)))
+            .and_where(Expr::col(ResumableUpload::State).eq(ASSEMBLING))
+            .and_where(Expr::col(ResumableUpload::ClaimedAt).eq(token.0))
+            .to_owned();
+        Ok(self.db.execute(&update).await?.rows_affected() == 1)
+    }
+
+    /// Forgets the upload and its chunks (after it was saved, or when it expires).
+    pub async fn remove(&self, key: &UploadKey) -> Result<(), DbErr> {
+        let chunks = Query::delete()
+            .from_table(ResumableChunk::Table)
+            .and_where(Expr::col(ResumableChunk::UploadKey).eq(key_text(key)))
+            .to_owned();
+        let upload = Query::delete()
+            .from_table(ResumableUpload::Table)
+            .and_where(Expr::col(ResumableUpload::Key).eq(key_text(key)))
+            .to_owned();
+        self.db.execute(&chunks).await?;
+        self.db.execute(&upload).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,199 @@
+//! The chunk ledger in the database: duplicates, exactly-once completion across two
+//! connection pools (two servers) under parallel, shuffled, duplicated chunks, and claim
+//! leases — on an SQLite file and on PostgreSQL.
+
+#[macro_use]
+#[path = "common/db.rs"]
+mod db;
+
+use db::Backend;
+use rand::seq::SliceRandom;
+use sea_orm::{ConnectionTrait, DatabaseConnection};
+use sea_orm_resumable::{
+    Scope, UploadKey, UploadMeta,
+    ledger::{ChunkLedger, Claim, create_tables},
+};
+use std::{collections::HashMap, time::Duration};
+
+async fn tables(db: &DatabaseConnection) {
+    for table in create_tables() {
+        db.execute(&table).await.unwrap();
+    }
+}
+
+fn meta(identifier: &str, instance: &str, chunks: u64) -> UploadMeta {
+    UploadMeta {
+        scope: String::new(),
+        identifier: identifier.into(),
+        file_name: format!("{identifier}.bin"),
+        relative_path: None,
+        content_type: None,
+        total_size: chunks * 10,
+        chunk_size: 10,
+        created_at: 0,
+        instance: instance.into(),
+    }
+}
+
+fn key(identifier: &str) -> UploadKey {
+    UploadKey::derive(&Scope::anonymous(), identifier)
+}
+
+async fn duplicates_are_recorded_once_and_the_first_metadata_wins(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((a, b)) = db::connect_twice(backend, dir.path()).await else {
+        return;
+    };
+    tables(&a).await;
+    tables(&b).await; // IF NOT EXISTS: a second server may run it too
+    let (a, b) = (ChunkLedger::new(a), ChunkLedger::new(b));
+    let k = key("dup");
+    let first = a.open(&k, &meta("dup", "first", 3), 3).await.unwrap();
+    let second = b.open(&k, &meta("dup", "second", 3), 3).await.unwrap();
+    assert_eq!(first.instance, "first");
+    assert_eq!(
+        second.instance, "first",
+        "the ledger keeps the first server's upload"
+    );
+    assert!(a.record(&k, 2, 10, Some("etag-2")).await.unwrap());
+    assert!(
+        !b.record(&k, 2, 10, Some("other")).await.unwrap(),
+        "a retry is not new"
+    );
+    assert!(b.has(&k, 2).await.unwrap());
+    assert!(!b.has(&k, 1).await.unwrap());
+    let chunks = b.chunks(&k).await.unwrap();
+    assert_eq!(chunks.len(), 1);
+    assert_eq!(chunks[0].part.as_deref(), Some("etag-2"));
+    assert_eq!(b.claim(&k).await.unwrap(), Claim::NotAllIn);
+    assert_eq!(b.claim(&key("never")).await.unwrap(), Claim::Unknown);
+    a.remove(&k).await.unwrap();
+    assert!(b.meta(&k).await.unwrap().is_none());
+    assert!(!b.has(&k, 2).await.unwrap());
+}
+
+/// 20 uploads of 16 chunks; every chunk recorded once or twice, through either of two
+/// pools, 16 tasks at a time, in a shuffled order; after each record the task claims.
+async fn parallel_chunks_through_two_pools_complete_each_upload_exactly_once(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((a, b)) = db::connect_twice(backend, dir.path()).await else {
+        return;
+    };
+    tables(&a).await;
+    let ledgers = [ChunkLedger::new(a), ChunkLedger::new(b)];
+    const UPLOADS: usize = 20;
+    const CHUNKS: u64 = 16;
+    let mut jobs = Vec::new();
+    for upload in 0..UPLOADS {
+        for number in 1..=CHUNKS {
+            jobs.push((upload, number));
+            if (upload as u64 + number).is_multiple_of(3) {
+                jobs.push((upload, number)); // a duplicate
+            }
+        }
+    }
+    jobs.shuffle(&mut rand::rng());
+    let queue = std::sync::Arc::new(tokio::sync::Mutex::new(jobs.into_iter().enumerate()));
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let (queue, ledgers) = (queue.clone(), ledgers.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut wins = Vec::new();
+            loop {
+                let Some((i, (upload, number))) = queue.lock().await.next() else {
+                    return wins;
+                };
+                let ledger = &ledgers[i % 2];
+                let id = format!("upload-{upload}");
+                let k = key(&id);
+                ledger
+                    .open(&k, &meta(&id, &format!("{i}"), CHUNKS), CHUNKS)
+                    .await
+                    .unwrap();
+                ledger.record(&k, number, 10, None).await.unwrap();
+                if let Claim::Won(token) = ledger.claim(&k).await.unwrap() {
+                    let seen = ledger.chunks(&k).await.unwrap().len() as u64;
+                    assert!(ledger.complete(&k, token).await.unwrap());
+                    wins.push((upload, seen));
+                }
+            }
+        }));
+    }
+    let mut wins: HashMap<usize, Vec<u64>> = HashMap::new();
+    for task in tasks {
+        for (upload, seen) in task.await.unwrap() {
+            wins.entry(upload).or_default().push(seen);
+        }
+    }
+    for upload in 0..UPLOADS {
+        assert_eq!(
+            wins.get(&upload).map(Vec::as_slice),
+            Some(&[CHUNKS][..]),
+            "upload {upload}: one win, with every chunk in"
+        );
+        let k = key(&format!("upload-{upload}"));
+        for ledger in &ledgers {
+            assert_eq!(ledger.claim(&k).await.unwrap(), Claim::Complete);
+        }
+    }
+}
+
+async fn a_claim_past_its_lease_is_taken_over_and_the_old_token_is_refused(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((a, b)) = db::connect_twice(backend, dir.path()).await else {
+        return;
+    };
+    tables(&a).await;
+    let lease = Duration::from_millis(300);
+    let (a, b) = (
+        ChunkLedger::new(a).with_lease(lease),
+        ChunkLedger::new(b).with_lease(lease),
+    );
+    let k = key("lease");
+    a.open(&k, &meta("lease", "x", 1), 1).await.unwrap();
+    a.record(&k, 1, 10, None).await.unwrap();
+    let Claim::Won(old) = a.claim(&k).await.unwrap() else {
+        panic!("all chunks are in")
+    };
+    assert_eq!(
+        b.claim(&k).await.unwrap(),
+        Claim::Assembling,
+        "a live claim holds"
+    );
+    tokio::time::sleep(lease + Duration::from_millis(100)).await;
+    let Claim::Won(new) = b.claim(&k).await.unwrap() else {
+        panic!("the lease ran out: the claim is taken over")
+    };
+    assert_ne!(old, new);
+    assert!(
+        !a.complete(&k, old).await.unwrap(),
+        "the old claim no longer completes"
+    );
+    assert!(b.complete(&k, new).await.unwrap());
+    assert_eq!(a.claim(&k).await.unwrap(), Claim::Complete);
+    assert!(!b.complete(&k, new).await.unwrap(), "complete happens once");
+}
+
+async fn the_migration_crate_creates_the_ledger_and_can_undo_it(backend: Backend) {
+    use migration::{Migrator, MigratorTrait};
+    let dir = tempfile::tempdir().unwrap();
+    let Some(db) = db::connect(backend, dir.path()).await else {
+        return;
+    };
+    Migrator::up(&db, None).await.unwrap();
+    let ledger = ChunkLedger::new(db.clone());
+    let k = key("migrated");
+    ledger.open(&k, &meta("migrated", "m", 1), 1).await.unwrap();
+    assert!(ledger.record(&k, 1, 10, None).await.unwrap());
+    Migrator::down(&db, None).await.unwrap();
+    assert!(ledger.has(&k, 1).await.is_err(), "the tables are gone");
+    Migrator::up(&db, None).await.unwrap();
+    assert!(!ledger.has(&k, 1).await.unwrap());
+}
+
+on_both_databases!(
+    the_migration_crate_creates_the_ledger_and_can_undo_it,
+    duplicates_are_recorded_once_and_the_first_metadata_wins,
+    parallel_chunks_through_two_pools_complete_each_upload_exactly_once,
+    a_claim_past_its_lease_is_taken_over_and_the_old_token_is_refused,
+);
