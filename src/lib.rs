@@ -49,6 +49,8 @@ mod handler;
 pub mod layout;
 pub mod ledger;
 pub mod media;
+#[cfg(feature = "object-store")]
+pub mod object_chunks;
 mod open_uploads;
 mod protocol;
 mod scope;

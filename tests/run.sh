@@ -2,7 +2,8 @@
 # Runs every test of sea-orm-resumable on a Debian machine with a Rust toolchain.
 # Whatever the tests need beyond Rust is installed here first, so that the same command
 # works on a fresh machine and in CI: a PostgreSQL server (apt-get, started, a database
-# created; DATABASE_URL exported), Chromium (apt-get) and the browser tests' npm packages
+# created; DATABASE_URL exported), an S3-compatible server (cargo install s3s-fs, started;
+# RESUMABLE_TEST_S3 exported), Chromium (apt-get) and the browser tests' npm packages
 # (npm ci). Needs root for apt-get and the server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +15,14 @@ if [ -z "${DATABASE_URL:-}" ]; then
 fi
 export DATABASE_URL
 echo "PostgreSQL tests use $DATABASE_URL" >&2
+
+# An S3-compatible server (s3s-fs, built from crates.io) for the object-storage tests.
+# An existing RESUMABLE_TEST_S3 is used as it is.
+if [ -z "${RESUMABLE_TEST_S3:-}" ]; then
+    RESUMABLE_TEST_S3=$(bash tests/setup/s3.sh)
+fi
+export RESUMABLE_TEST_S3
+echo "S3 tests use $RESUMABLE_TEST_S3" >&2
 
 # Browser tests: Debian's Chromium, driven by playwright-core from npm (with the genuine
 # resumablejs and @flowjs/flow.js packages), on the machine's Node.js.

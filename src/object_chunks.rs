@@ -1,0 +1,397 @@
+//! Chunks on object storage (S3 and whatever else [`object_store`] reaches), shared by
+//! several servers: each chunk is one object, which chunks are in is kept in the
+//! [`ChunkLedger`], and the server that records the last chunk assembles the file, once.
+//!
+//! Where things go, under a prefix (default `resumable`):
+//!
+//! * `<prefix>/chunks/<key>/<number>` — one object per chunk, written before the chunk is
+//!   recorded in the ledger, so a recorded chunk always has its bytes.
+//! * `<prefix>/complete/<key>` — the assembled file, made by the one server that wins the
+//!   ledger's claim. The chunk objects are deleted after it is made.
+//!
+//! **Assembly cost.** S3 composes an object server-side only from parts of at least
+//! 5 MiB, one source range per part, and resumable.js sends 1 MiB chunks by default, so
+//! assembly streams: the winner reads the chunks in order and writes them as a multipart
+//! upload of [`ASSEMBLY_PART`] parts, with at most [`ASSEMBLY_PARTS_IN_FLIGHT`] parts in
+//! flight. Memory stays bounded (about `ASSEMBLY_PART × (ASSEMBLY_PARTS_IN_FLIGHT + 1)`)
+//! whatever the file size; time and traffic are one more pass over the bytes (store →
+//! server → store), so completion of a large file takes as long as downloading and
+//! uploading it once from the server. Run it where the bandwidth to the store is good.
+//!
+//! A chunk body is buffered up to [`SMALL_CHUNK`] and stored with one `PUT`; a larger one
+//! is streamed as a multipart upload of its own, so memory per request is bounded too.
+//!
+//! ```
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! use sea_orm::{ConnectionTrait, Database};
+//! use sea_orm_resumable::ledger::{ChunkLedger, create_tables};
+//! use sea_orm_resumable::object_chunks::{ChunkOutcome, ObjectChunks};
+//! use sea_orm_resumable::{Scope, UploadKey, UploadMeta};
+//! use std::sync::Arc;
+//!
+//! let db = Database::connect("sqlite::memory:").await.unwrap();
+//! for table in create_tables() {
+//!     db.execute(&table).await.unwrap();
+//! }
+//! let store = Arc::new(object_store::memory::InMemory::new());
+//! let chunks = ObjectChunks::new(store, ChunkLedger::new(db));
+//! let key = UploadKey::derive(&Scope::anonymous(), "6-hello");
+//! let meta = UploadMeta {
+//!     scope: String::new(), identifier: "6-hello".into(), file_name: "hello.txt".into(),
+//!     relative_path: None, content_type: None, total_size: 6, chunk_size: 3,
+//!     created_at: 0, instance: "i".into(),
+//! };
+//! let body = |text: &'static str| {
+//!     futures_util::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from(text))])
+//! };
+//! let first = chunks.put_chunk(&key, &meta, 2, 2, 3, body("lo!")).await.unwrap();
+//! assert_eq!(first, ChunkOutcome::Recorded);
+//! let last = chunks.put_chunk(&key, &meta, 2, 1, 3, body("hel")).await.unwrap();
+//! assert_eq!(last, ChunkOutcome::Completed);
+//! assert_eq!(chunks.read_complete(&key).await.unwrap(), &b"hello!"[..]);
+//! # });
+//! ```
+
+use bytes::{Bytes, BytesMut};
+use futures_util::{Stream, StreamExt, TryStreamExt};
+use object_store::{
+    ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart, path::Path as ObjectPath,
+};
+use std::sync::Arc;
+
+use crate::{
+    UploadKey, UploadMeta,
+    ledger::{ChunkLedger, Claim},
+};
+
+/// Chunk bodies up to this size are buffered and stored with one `PUT`; larger ones are
+/// streamed as a multipart upload (S3's smallest part is 5 MiB).
+pub const SMALL_CHUNK: usize = 8 << 20;
+
+/// Part size of the multipart uploads this module makes.
+pub const ASSEMBLY_PART: usize = 8 << 20;
+
+/// Parts of one multipart upload in flight at once.
+pub const ASSEMBLY_PARTS_IN_FLIGHT: usize = 4;
+
+/// Why storing a chunk failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ObjectChunksError {
+    /// The body ended before the announced number of bytes.
+    #[error("the chunk body has {got} bytes, expected {expected}")]
+    TooShort {
+        /// Bytes received.
+        got: u64,
+        /// Bytes announced.
+        expected: u64,
+    },
+    /// The body went on past the announced number of bytes.
+    #[error("the chunk body is longer than the announced {expected} bytes")]
+    TooLong {
+        /// Bytes announced.
+        expected: u64,
+    },
+    /// Reading the body failed.
+    #[error("the chunk body was cut off: {0}")]
+    Body(String),
+    /// The ledger already holds this upload with other sizes (another upload under the
+    /// same identifier).
+    #[error("the upload is known with another size or chunk size")]
+    Mismatch,
+    /// The object store failed.
+    #[error(transparent)]
+    Store(#[from] object_store::Error),
+    /// The database failed.
+    #[error(transparent)]
+    Ledger(#[from] sea_orm::DbErr),
+    /// The ledger counts every chunk, yet one of them has no object.
+    #[error("chunk {0} is recorded but its object is missing")]
+    MissingChunk(u64),
+}
+
+/// What storing a chunk did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChunkOutcome {
+    /// The chunk is in; the upload is not complete.
+    Recorded,
+    /// The chunk is in and this call assembled the complete file.
+    Completed,
+    /// The chunk is in and the upload is complete, or being assembled by another call.
+    AlreadyComplete,
+}
+
+/// Chunks of uploads on an object store, shared by every server using the same store and
+/// database (see the module documentation). Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct ObjectChunks {
+    store: Arc<dyn ObjectStore>,
+    ledger: ChunkLedger,
+    prefix: ObjectPath,
+}
+
+impl ObjectChunks {
+    /// Chunks in `store` under `resumable/`, recorded in `ledger`.
+    pub fn new(store: Arc<dyn ObjectStore>, ledger: ChunkLedger) -> Self {
+        Self {
+            store,
+            ledger,
+            prefix: ObjectPath::from("resumable"),
+        }
+    }
+
+    /// The same under another prefix (e.g. one per app sharing a bucket).
+    ///
+    /// ```
+    /// # fn f(chunks: sea_orm_resumable::object_chunks::ObjectChunks) {
+    /// let chunks = chunks.with_prefix("uploads/tmp");
+    /// # }
+    /// ```
+    pub fn with_prefix(mut self, prefix: &str) -> Self {
+        self.prefix = ObjectPath::from(prefix);
+        self
+    }
+
+    /// The ledger chunks are recorded in.
+    pub fn ledger(&self) -> &ChunkLedger {
+        &self.ledger
+    }
+
+    fn chunk_path(&self, key: &UploadKey, number: u64) -> ObjectPath {
+        self.prefix
+            .clone()
+            .join("chunks")
+            .join(key.to_string())
+            .join(number.to_string())
+    }
+
+    /// Where the assembled file of `key` is once complete.
+    pub fn complete_path(&self, key: &UploadKey) -> ObjectPath {
+        self.prefix.clone().join("complete").join(key.to_string())
+    }
+
+    /// Whether chunk `number` is in (for the client's test request).
+    pub async fn has_chunk(&self, key: &UploadKey, number: u64) -> Result<bool, sea_orm::DbErr> {
+        self.ledger.has(key, number).await
+    }
+
+    /// Stores chunk `number` (1-based) of the upload: exactly `len` bytes from `body`,
+    /// then records it; the call that records the last chunk assembles the file.
+    /// `total_chunks` is the upload's chunk count (from its layout).
+    pub async fn put_chunk<S, E>(
+        &self,
+        key: &UploadKey,
+        meta: &UploadMeta,
+        total_chunks: u64,
+        number: u64,
+        len: u64,
+        body: S,
+    ) -> Result<ChunkOutcome, ObjectChunksError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Send,
+        E: std::fmt::Display,
+    {
+        let known = self.ledger.open(key, meta, total_chunks).await?;
+        if known.total_size != meta.total_size || known.chunk_size != meta.chunk_size {
+            return Err(ObjectChunksError::Mismatch);
+        }
+        // A duplicate that raced the first copy (both found the chunk missing) writes the
+        // same bytes to the same object; if the upload was assembled meanwhile, its copy
+        // may land after the chunk objects were deleted and is deleted below.
+        let mut late_duplicate = false;
+        if !self.ledger.has(key, number).await? {
+            let path = self.chunk_path(key, number);
+            self.write_object(&path, len, body).await?;
+            late_duplicate = !self.ledger.record(key, number, len, None).await?;
+        }
+        match self.ledger.claim(key).await? {
+            Claim::Complete if late_duplicate => {
+                self.store
+                    .delete(&self.chunk_path(key, number))
+                    .await
+                    .or_else(not_found_is_fine)?;
+                Ok(ChunkOutcome::AlreadyComplete)
+            }
+            Claim::Won(token) => {
+                self.assemble(key, total_chunks).await?;
+                if self.ledger.complete(key, token).await? {
+                    self.delete_chunks(key, total_chunks).await?;
+                    Ok(ChunkOutcome::Completed)
+                } else {
+                    // Our lease ran out meanwhile and another call took the claim over: it
+                    // assembles (the same bytes) and completes.
+                    Ok(ChunkOutcome::AlreadyComplete)
+                }
+            }
+            Claim::NotAllIn | Claim::Unknown => Ok(ChunkOutcome::Recorded),
+            Claim::Assembling | Claim::Complete => Ok(ChunkOutcome::AlreadyComplete),
+        }
+    }
+
+    /// The whole assembled file (for tests and small files; stream large ones with the
+    /// store's `get` of [`ObjectChunks::complete_path`]).
+    pub async fn read_complete(&self, key: &UploadKey) -> Result<Bytes, object_store::Error> {
+        self.store
+            .get(&self.complete_path(key))
+            .await?
+            .bytes()
+            .await
+    }
+
+    /// Forgets the upload: its ledger rows, chunk objects and assembled file.
+    pub async fn remove(&self, key: &UploadKey) -> Result<(), ObjectChunksError> {
+        let prefix = self.prefix.clone().join("chunks").join(key.to_string());
+        let chunk_objects = self.store.list(Some(&prefix)).map_ok(|o| o.location);
+        self.delete_all(chunk_objects.boxed()).await?;
+        self.store
+            .delete(&self.complete_path(key))
+            .await
+            .or_else(not_found_is_fine)?;
+        self.ledger.remove(key).await?;
+        Ok(())
+    }
+
+    /// Writes exactly `len` bytes of `body` to `path`: one `PUT` when small, a multipart
+    /// upload otherwise (aborted if the body goes wrong).
+    async fn write_object<S, E>(
+        &self,
+        path: &ObjectPath,
+        len: u64,
+        body: S,
+    ) -> Result<(), ObjectChunksError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Send,
+        E: std::fmt::Display,
+    {
+        let mut body = std::pin::pin!(body);
+        let mut buffer = BytesMut::new();
+        let mut received: u64 = 0;
+        let mut upload: Option<WriteMultipart> = None;
+        while let Some(piece) = body.next().await {
+            let piece = match piece {
+                Ok(piece) => piece,
+                Err(e) => return abort(upload, ObjectChunksError::Body(e.to_string())).await,
+            };
+            received += piece.len() as u64;
+            if received > len {
+                return abort(upload, ObjectChunksError::TooLong { expected: len }).await;
+            }
+            match upload.as_mut() {
+                Some(writer) => {
+                    if let Err(e) = writer.wait_for_capacity(ASSEMBLY_PARTS_IN_FLIGHT).await {
+                        return abort(upload, e.into()).await;
+                    }
+                    writer.put(piece);
+                }
+                None => {
+                    buffer.extend_from_slice(&piece);
+                    if buffer.len() > SMALL_CHUNK {
+                        let mut writer = WriteMultipart::new_with_chunk_size(
+                            self.store.put_multipart(path).await?,
+                            ASSEMBLY_PART,
+                        );
+                        writer.put(buffer.split().freeze());
+                        upload = Some(writer);
+                    }
+                }
+            }
+        }
+        if received < len {
+            return abort(
+                upload,
+                ObjectChunksError::TooShort {
+                    got: received,
+                    expected: len,
+                },
+            )
+            .await;
+        }
+        match upload {
+            Some(writer) => writer.finish().await?,
+            None => {
+                self.store
+                    .put(path, PutPayload::from(buffer.freeze()))
+                    .await?
+            }
+        };
+        Ok(())
+    }
+
+    /// Streams the chunk objects, in order, into the complete object.
+    async fn assemble(&self, key: &UploadKey, total_chunks: u64) -> Result<(), ObjectChunksError> {
+        let mut writer = WriteMultipart::new_with_chunk_size(
+            self.store.put_multipart(&self.complete_path(key)).await?,
+            ASSEMBLY_PART,
+        );
+        for number in 1..=total_chunks {
+            let chunk = match self.store.get(&self.chunk_path(key, number)).await {
+                Ok(chunk) => chunk,
+                Err(object_store::Error::NotFound { .. }) => {
+                    writer.abort().await?;
+                    return Err(ObjectChunksError::MissingChunk(number));
+                }
+                Err(e) => {
+                    writer.abort().await?;
+                    return Err(e.into());
+                }
+            };
+            let mut pieces = chunk.into_stream();
+            while let Some(piece) = pieces.next().await {
+                let piece = match piece {
+                    Ok(piece) => piece,
+                    Err(e) => {
+                        writer.abort().await?;
+                        return Err(e.into());
+                    }
+                };
+                writer.wait_for_capacity(ASSEMBLY_PARTS_IN_FLIGHT).await?;
+                writer.put(piece);
+            }
+        }
+        writer.finish().await?;
+        Ok(())
+    }
+
+    async fn delete_chunks(
+        &self,
+        key: &UploadKey,
+        total_chunks: u64,
+    ) -> Result<(), ObjectChunksError> {
+        let paths: Vec<_> = (1..=total_chunks)
+            .map(|n| Ok(self.chunk_path(key, n)))
+            .collect();
+        self.delete_all(futures_util::stream::iter(paths).boxed())
+            .await
+    }
+
+    /// Deletes every object of `paths`; objects already gone are fine.
+    async fn delete_all(
+        &self,
+        paths: futures_util::stream::BoxStream<'static, object_store::Result<ObjectPath>>,
+    ) -> Result<(), ObjectChunksError> {
+        let results: Vec<_> = self.store.delete_stream(paths).collect().await;
+        for result in results {
+            result.map(|_| ()).or_else(not_found_is_fine)?;
+        }
+        Ok(())
+    }
+}
+
+fn not_found_is_fine(e: object_store::Error) -> Result<(), object_store::Error> {
+    match e {
+        object_store::Error::NotFound { .. } => Ok(()),
+        e => Err(e),
+    }
+}
+
+/// Aborts the multipart upload under way, if any, and returns `error`.
+async fn abort<T>(
+    upload: Option<WriteMultipart>,
+    error: ObjectChunksError,
+) -> Result<T, ObjectChunksError> {
+    if let Some(writer) = upload {
+        // The body's error is the one to report; a failed abort leaves parts the
+        // bucket's lifecycle rule for incomplete multipart uploads removes.
+        let _ = writer.abort().await;
+    }
+    Err(error)
+}

@@ -1,0 +1,356 @@
+//! Chunks on object storage, shared by servers through the database ledger: on a local
+//! directory (`object_store`'s LocalFileSystem) and on a real S3-compatible server
+//! (s3s-fs, started by tests/setup/s3.sh, named by `RESUMABLE_TEST_S3`), each with the
+//! ledger on an SQLite file and on PostgreSQL.
+
+#[macro_use]
+#[path = "common/db.rs"]
+mod db;
+
+use bytes::Bytes;
+use object_store::{ObjectStore, aws::AmazonS3Builder, local::LocalFileSystem};
+use rand::{Rng, SeedableRng, seq::SliceRandom};
+use sea_orm::{ConnectionTrait, DatabaseConnection};
+use sea_orm_resumable::{
+    Scope, UploadKey, UploadMeta,
+    ledger::{ChunkLedger, create_tables},
+    object_chunks::{ChunkOutcome, ObjectChunks, ObjectChunksError},
+};
+use sha2::{Digest, Sha256};
+use std::{collections::HashMap, path::Path, sync::Arc};
+
+/// Where the objects go.
+#[derive(Clone, Copy, Debug)]
+enum Store {
+    Local,
+    S3,
+}
+
+/// A client of `store` (a new one per call, as each server has its own), or `None` when
+/// the S3 server is not configured.
+fn store(kind: Store, dir: &Path) -> Option<Arc<dyn ObjectStore>> {
+    match kind {
+        Store::Local => {
+            std::fs::create_dir_all(dir.join("objects")).unwrap();
+            Some(Arc::new(
+                LocalFileSystem::new_with_prefix(dir.join("objects")).unwrap(),
+            ))
+        }
+        Store::S3 => {
+            let Ok(endpoint) = std::env::var("RESUMABLE_TEST_S3") else {
+                eprintln!("SKIPPED: RESUMABLE_TEST_S3 is not set (tests/setup/s3.sh)");
+                return None;
+            };
+            Some(Arc::new(
+                AmazonS3Builder::new()
+                    .with_endpoint(endpoint)
+                    .with_allow_http(true)
+                    .with_bucket_name("resumable-test")
+                    .with_region("us-east-1")
+                    .with_access_key_id("resumable-test")
+                    .with_secret_access_key("resumable-test-secret")
+                    .build()
+                    .unwrap(),
+            ))
+        }
+    }
+}
+
+/// Object chunks over `store` and `db`, under a prefix of their own in the bucket.
+fn chunks(store: Arc<dyn ObjectStore>, db: DatabaseConnection, prefix: &str) -> ObjectChunks {
+    ObjectChunks::new(store, ChunkLedger::new(db)).with_prefix(prefix)
+}
+
+async fn tables(db: &DatabaseConnection) {
+    for table in create_tables() {
+        db.execute(&table).await.unwrap();
+    }
+}
+
+fn unique_prefix() -> String {
+    format!("test-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// A file cut into chunks of `chunk` bytes (the last one takes the rest).
+struct File {
+    key: UploadKey,
+    meta: UploadMeta,
+    bytes: Vec<u8>,
+    chunk: usize,
+}
+
+impl File {
+    fn new(identifier: &str, len: usize, chunk: usize, seed: u64) -> Self {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let bytes: Vec<u8> = (0..len).map(|_| rng.random()).collect();
+        Self {
+            key: UploadKey::derive(&Scope::anonymous(), identifier),
+            meta: UploadMeta {
+                scope: String::new(),
+                identifier: identifier.into(),
+                file_name: format!("{identifier}.bin"),
+                relative_path: None,
+                content_type: None,
+                total_size: len as u64,
+                chunk_size: chunk as u64,
+                created_at: 0,
+                instance: "test".into(),
+            },
+            bytes,
+            chunk,
+        }
+    }
+
+    fn count(&self) -> u64 {
+        (self.bytes.len() / self.chunk).max(1) as u64
+    }
+
+    fn piece(&self, number: u64) -> &[u8] {
+        let start = (number as usize - 1) * self.chunk;
+        let end = if number == self.count() {
+            self.bytes.len()
+        } else {
+            start + self.chunk
+        };
+        &self.bytes[start..end]
+    }
+
+    /// Sends chunk `number` in pieces of at most 64 KiB, as a request body arrives.
+    async fn send(
+        &self,
+        to: &ObjectChunks,
+        number: u64,
+    ) -> Result<ChunkOutcome, ObjectChunksError> {
+        let piece = Bytes::copy_from_slice(self.piece(number));
+        let len = piece.len() as u64;
+        let pieces: Vec<Result<Bytes, std::io::Error>> = (0..piece.len())
+            .step_by(64 << 10)
+            .map(|at| Ok(piece.slice(at..(at + (64 << 10)).min(piece.len()))))
+            .collect();
+        to.put_chunk(
+            &self.key,
+            &self.meta,
+            self.count(),
+            number,
+            len,
+            futures_util::stream::iter(pieces),
+        )
+        .await
+    }
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+async fn chunk_objects_left(store: &Arc<dyn ObjectStore>, prefix: &str) -> usize {
+    use futures_util::TryStreamExt;
+    let under = object_store::path::Path::from(format!("{prefix}/chunks"));
+    store
+        .list(Some(&under))
+        .try_collect::<Vec<_>>()
+        .await
+        .unwrap()
+        .len()
+}
+
+async fn chunks_in_any_order_with_duplicates_are_assembled_once_byte_for_byte(
+    backend: db::Backend,
+) {
+    for kind in [Store::Local, Store::S3] {
+        let dir = tempfile::tempdir().unwrap();
+        let Some(db) = db::connect(backend, dir.path()).await else {
+            return;
+        };
+        let Some(objects) = store(kind, dir.path()) else {
+            continue;
+        };
+        tables(&db).await;
+        let prefix = unique_prefix();
+        let chunks = chunks(objects.clone(), db, &prefix);
+        // 23 chunks of 100 000 bytes, the last one 150 000.
+        let file = File::new("any-order", 2_350_000, 100_000, 1);
+        let mut order: Vec<u64> = (1..=file.count()).chain([3, 17, 23, 1]).collect();
+        order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(7));
+        let mut completed = 0;
+        for number in order {
+            if file.send(&chunks, number).await.unwrap() == ChunkOutcome::Completed {
+                completed += 1;
+            }
+        }
+        assert_eq!(completed, 1, "{kind:?}: completed once");
+        let stored = chunks.read_complete(&file.key).await.unwrap();
+        assert_eq!(sha256(&stored), sha256(&file.bytes), "{kind:?}");
+        assert_eq!(chunk_objects_left(&objects, &prefix).await, 0, "{kind:?}");
+        // A late duplicate neither stores a chunk again nor assembles again.
+        assert_eq!(
+            file.send(&chunks, 5).await.unwrap(),
+            ChunkOutcome::AlreadyComplete
+        );
+        assert_eq!(chunk_objects_left(&objects, &prefix).await, 0, "{kind:?}");
+        chunks.remove(&file.key).await.unwrap();
+        assert!(chunks.read_complete(&file.key).await.is_err());
+        assert!(!chunks.has_chunk(&file.key, 1).await.unwrap());
+    }
+}
+
+/// Two servers (each its own store client and database pool) share 20 uploads: every
+/// chunk goes to one of them, some to both, 16 at a time, shuffled.
+async fn two_servers_sharing_twenty_uploads_complete_each_exactly_once(backend: db::Backend) {
+    for kind in [Store::Local, Store::S3] {
+        let dir = tempfile::tempdir().unwrap();
+        let Some((db_a, db_b)) = db::connect_twice(backend, dir.path()).await else {
+            return;
+        };
+        let (Some(store_a), Some(store_b)) = (store(kind, dir.path()), store(kind, dir.path()))
+        else {
+            continue;
+        };
+        tables(&db_a).await;
+        let prefix = unique_prefix();
+        let servers = [
+            chunks(store_a.clone(), db_a, &prefix),
+            chunks(store_b, db_b, &prefix),
+        ];
+        let files: Arc<Vec<File>> = Arc::new(
+            (0..20)
+                .map(|i| {
+                    File::new(
+                        &format!("shared-{i}"),
+                        8 * 40_000 + i * 1000,
+                        40_000,
+                        i as u64,
+                    )
+                })
+                .collect(),
+        );
+        let mut jobs = Vec::new();
+        for (f, file) in files.iter().enumerate() {
+            for number in 1..=file.count() {
+                jobs.push((f, number, (f as u64 + number) % 2));
+                if (f as u64 * 7 + number).is_multiple_of(4) {
+                    jobs.push((f, number, (f as u64 + number + 1) % 2)); // to the other one
+                }
+            }
+        }
+        jobs.shuffle(&mut rand::rng());
+        let queue = Arc::new(tokio::sync::Mutex::new(jobs.into_iter()));
+        let mut tasks = Vec::new();
+        for _ in 0..16 {
+            let (queue, servers, files) = (queue.clone(), servers.clone(), files.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut completions = Vec::new();
+                loop {
+                    let Some((f, number, server)) = queue.lock().await.next() else {
+                        return completions;
+                    };
+                    let outcome = files[f]
+                        .send(&servers[server as usize], number)
+                        .await
+                        .unwrap();
+                    if outcome == ChunkOutcome::Completed {
+                        completions.push(f);
+                    }
+                }
+            }));
+        }
+        let mut completions: HashMap<usize, u32> = HashMap::new();
+        for task in tasks {
+            for f in task.await.unwrap() {
+                *completions.entry(f).or_default() += 1;
+            }
+        }
+        for (f, file) in files.iter().enumerate() {
+            assert_eq!(
+                completions.get(&f),
+                Some(&1),
+                "{kind:?}: upload {f} completed once"
+            );
+            let stored = servers[f % 2].read_complete(&file.key).await.unwrap();
+            assert_eq!(sha256(&stored), sha256(&file.bytes), "{kind:?}: upload {f}");
+        }
+        assert_eq!(chunk_objects_left(&store_a, &prefix).await, 0, "{kind:?}");
+    }
+}
+
+/// A chunk larger than SMALL_CHUNK goes as a multipart upload of its own (on S3: parts
+/// of at least 5 MiB), and the file as 8 MiB assembly parts.
+async fn a_large_chunk_is_streamed_and_assembled_in_parts(backend: db::Backend) {
+    for kind in [Store::Local, Store::S3] {
+        let dir = tempfile::tempdir().unwrap();
+        let Some(db) = db::connect(backend, dir.path()).await else {
+            return;
+        };
+        let Some(objects) = store(kind, dir.path()) else {
+            continue;
+        };
+        tables(&db).await;
+        let chunks = chunks(objects, db, &unique_prefix());
+        let file = File::new("large", 2 * (20 << 20) + 12_345, 20 << 20, 3);
+        assert_eq!(file.send(&chunks, 2).await.unwrap(), ChunkOutcome::Recorded);
+        assert_eq!(
+            file.send(&chunks, 1).await.unwrap(),
+            ChunkOutcome::Completed
+        );
+        let stored = chunks.read_complete(&file.key).await.unwrap();
+        assert_eq!(sha256(&stored), sha256(&file.bytes), "{kind:?}");
+    }
+}
+
+async fn a_short_or_long_body_is_refused_and_not_recorded(backend: db::Backend) {
+    for kind in [Store::Local, Store::S3] {
+        let dir = tempfile::tempdir().unwrap();
+        let Some(db) = db::connect(backend, dir.path()).await else {
+            return;
+        };
+        let Some(objects) = store(kind, dir.path()) else {
+            continue;
+        };
+        tables(&db).await;
+        let chunks = chunks(objects, db, &unique_prefix());
+        let file = File::new("cut", 30, 10, 4);
+        let body = |text: &'static [u8]| {
+            futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from_static(text))])
+        };
+        let short = chunks
+            .put_chunk(&file.key, &file.meta, 3, 1, 10, body(b"12345"))
+            .await;
+        assert!(matches!(
+            short,
+            Err(ObjectChunksError::TooShort {
+                got: 5,
+                expected: 10
+            })
+        ));
+        let long = chunks
+            .put_chunk(&file.key, &file.meta, 3, 1, 10, body(b"0123456789ab"))
+            .await;
+        assert!(matches!(
+            long,
+            Err(ObjectChunksError::TooLong { expected: 10 })
+        ));
+        let broken = futures_util::stream::iter([
+            Ok(Bytes::from_static(b"0123")),
+            Err(std::io::Error::other("connection reset")),
+        ]);
+        let cut = chunks
+            .put_chunk(&file.key, &file.meta, 3, 1, 10, broken)
+            .await;
+        assert!(matches!(cut, Err(ObjectChunksError::Body(_))));
+        assert!(!chunks.has_chunk(&file.key, 1).await.unwrap(), "{kind:?}");
+        // Another upload under the same key with other sizes is refused.
+        let mut other = file.meta.clone();
+        other.total_size = 31;
+        let mismatch = chunks
+            .put_chunk(&file.key, &other, 3, 1, 10, body(b"0123456789"))
+            .await;
+        assert!(matches!(mismatch, Err(ObjectChunksError::Mismatch)));
+    }
+}
+
+on_both_databases!(
+    chunks_in_any_order_with_duplicates_are_assembled_once_byte_for_byte,
+    two_servers_sharing_twenty_uploads_complete_each_exactly_once,
+    a_large_chunk_is_streamed_and_assembled_in_parts,
+    a_short_or_long_body_is_refused_and_not_recorded,
+);
