@@ -72,6 +72,7 @@ enum ResumableUpload {
     TotalChunks,
     State,
     ClaimedAt,
+    CreatedAt,
 }
 
 /// The chunk table.
@@ -82,6 +83,7 @@ enum ResumableChunk {
     Number,
     Size,
     Part,
+    RecordedAt,
 }
 
 const OPEN: &str = "open";
@@ -127,6 +129,11 @@ pub fn create_tables() -> [TableCreateStatement; 2] {
                 .big_integer()
                 .null(),
         )
+        .col(
+            ColumnDef::new(ResumableUpload::CreatedAt)
+                .big_integer()
+                .not_null(),
+        )
         .to_owned();
     let chunks = Table::create()
         .table(ResumableChunk::Table)
@@ -147,6 +154,11 @@ pub fn create_tables() -> [TableCreateStatement; 2] {
                 .not_null(),
         )
         .col(ColumnDef::new(ResumableChunk::Part).string_len(255).null())
+        .col(
+            ColumnDef::new(ResumableChunk::RecordedAt)
+                .big_integer()
+                .not_null(),
+        )
         .primary_key(
             Index::create()
                 .col(ResumableChunk::UploadKey)
@@ -249,12 +261,14 @@ impl ChunkLedger {
                 ResumableUpload::Meta,
                 ResumableUpload::TotalChunks,
                 ResumableUpload::State,
+                ResumableUpload::CreatedAt,
             ])
             .values_panic([
                 key_text(key).into(),
                 json.into(),
                 as_i64(total_chunks)?.into(),
                 OPEN.into(),
+                now_millis().into(),
             ])
             .on_conflict(
                 OnConflict::column(ResumableUpload::Key)
@@ -300,12 +314,14 @@ impl ChunkLedger {
                 ResumableChunk::Number,
                 ResumableChunk::Size,
                 ResumableChunk::Part,
+                ResumableChunk::RecordedAt,
             ])
             .values_panic([
                 key_text(key).into(),
                 as_i64(number)?.into(),
                 as_i64(size)?.into(),
                 part.map(str::to_owned).into(),
+                now_millis().into(),
             ])
             .on_conflict(
                 OnConflict::columns([ResumableChunk::UploadKey, ResumableChunk::Number])
@@ -412,6 +428,68 @@ impl ChunkLedger {
             .and_where(Expr::col(ResumableUpload::ClaimedAt).eq(token.0))
             .to_owned();
         Ok(self.db.execute(&update).await?.rows_affected() == 1)
+    }
+
+    /// Uploads to forget: unfinished ones with no chunk recorded for `incomplete_expiry`
+    /// (nor created within it), and complete ones whose completion was claimed more than
+    /// `complete_expiry` ago.
+    ///
+    /// ```
+    /// # async fn f(ledger: sea_orm_resumable::ledger::ChunkLedger) {
+    /// use std::time::Duration;
+    /// let day = Duration::from_secs(24 * 60 * 60);
+    /// for key in ledger.stale(day, 7 * day).await.unwrap() {
+    ///     ledger.remove(&key).await.unwrap();
+    /// }
+    /// # }
+    /// ```
+    pub async fn stale(
+        &self,
+        incomplete_expiry: Duration,
+        complete_expiry: Duration,
+    ) -> Result<Vec<UploadKey>, DbErr> {
+        let before = |age: Duration| {
+            now_millis().saturating_sub(i64::try_from(age.as_millis()).unwrap_or(i64::MAX))
+        };
+        let (incomplete_before, complete_before) =
+            (before(incomplete_expiry), before(complete_expiry));
+        let recent_chunk = Query::select()
+            .expr(Expr::val(1))
+            .from(ResumableChunk::Table)
+            .and_where(
+                Expr::col((ResumableChunk::Table, ResumableChunk::UploadKey))
+                    .equals((ResumableUpload::Table, ResumableUpload::Key)),
+            )
+            .and_where(Expr::col(ResumableChunk::RecordedAt).gte(incomplete_before))
+            .to_owned();
+        let select = Query::select()
+            .column(ResumableUpload::Key)
+            .from(ResumableUpload::Table)
+            .cond_where(
+                sea_orm::sea_query::Cond::any()
+                    .add(
+                        Expr::col(ResumableUpload::State)
+                            .ne(COMPLETE)
+                            .and(Expr::col(ResumableUpload::CreatedAt).lt(incomplete_before))
+                            .and(Expr::exists(recent_chunk).not()),
+                    )
+                    .add(
+                        Expr::col(ResumableUpload::State)
+                            .eq(COMPLETE)
+                            .and(Expr::col(ResumableUpload::ClaimedAt).lt(complete_before)),
+                    ),
+            )
+            .to_owned();
+        self.db
+            .query_all(&select)
+            .await?
+            .into_iter()
+            .map(|row| {
+                let key: String = row.try_get("", "key")?;
+                key.parse::<UploadKey>()
+                    .map_err(|_| DbErr::Custom(format!("bad upload key in the ledger: {key:?}")))
+            })
+            .collect()
     }
 
     /// Forgets the upload and its chunks (after it was saved, or when it expires).

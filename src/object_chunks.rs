@@ -250,6 +250,25 @@ impl ObjectChunks {
         Ok(())
     }
 
+    /// Removes uploads nobody finished within `incomplete_expiry` (counted from their last
+    /// chunk) and complete ones no model saved within `complete_expiry` (see
+    /// [`ChunkLedger::stale`]); returns how many. Run it from one server now and then, e.g.
+    /// hourly.
+    pub async fn expire(
+        &self,
+        incomplete_expiry: std::time::Duration,
+        complete_expiry: std::time::Duration,
+    ) -> Result<usize, ObjectChunksError> {
+        let stale = self
+            .ledger
+            .stale(incomplete_expiry, complete_expiry)
+            .await?;
+        for key in &stale {
+            self.remove(key).await?;
+        }
+        Ok(stale.len())
+    }
+
     /// Writes exactly `len` bytes of `body` to `path`: one `PUT` when small, a multipart
     /// upload otherwise (aborted if the body goes wrong).
     async fn write_object<S, E>(

@@ -191,7 +191,41 @@ async fn the_migration_crate_creates_the_ledger_and_can_undo_it(backend: Backend
     assert!(!ledger.has(&k, 1).await.unwrap());
 }
 
+async fn stale_uploads_are_the_idle_unfinished_and_the_long_complete(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(db) = db::connect(backend, dir.path()).await else {
+        return;
+    };
+    tables(&db).await;
+    let ledger = ChunkLedger::new(db);
+    let (idle, busy, done, fresh) = (key("idle"), key("busy"), key("done"), key("fresh"));
+    ledger.open(&idle, &meta("idle", "i", 2), 2).await.unwrap();
+    ledger.record(&idle, 1, 10, None).await.unwrap();
+    ledger.open(&busy, &meta("busy", "b", 2), 2).await.unwrap();
+    ledger.open(&done, &meta("done", "d", 1), 1).await.unwrap();
+    ledger.record(&done, 1, 10, None).await.unwrap();
+    let Claim::Won(token) = ledger.claim(&done).await.unwrap() else {
+        panic!("all in")
+    };
+    assert!(ledger.complete(&done, token).await.unwrap());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    ledger.record(&busy, 2, 10, None).await.unwrap();
+    ledger
+        .open(&fresh, &meta("fresh", "f", 2), 2)
+        .await
+        .unwrap();
+    let long = Duration::from_secs(3600);
+    let short = Duration::from_millis(200);
+    let mut found = ledger.stale(short, long).await.unwrap();
+    found.sort_by_key(|k| k.to_string());
+    assert_eq!(found, vec![idle], "idle past the expiry, no recent chunk");
+    let found = ledger.stale(long, short).await.unwrap();
+    assert_eq!(found, vec![done], "complete and claimed past the expiry");
+    assert!(ledger.stale(long, long).await.unwrap().is_empty());
+}
+
 on_both_databases!(
+    stale_uploads_are_the_idle_unfinished_and_the_long_complete,
     the_migration_crate_creates_the_ledger_and_can_undo_it,
     duplicates_are_recorded_once_and_the_first_metadata_wins,
     parallel_chunks_through_two_pools_complete_each_upload_exactly_once,

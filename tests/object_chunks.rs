@@ -348,7 +348,47 @@ async fn a_short_or_long_body_is_refused_and_not_recorded(backend: db::Backend) 
     }
 }
 
+async fn expiry_removes_an_abandoned_upload_and_its_chunk_objects(backend: db::Backend) {
+    for kind in [Store::Local, Store::S3] {
+        let dir = tempfile::tempdir().unwrap();
+        let Some(db) = db::connect(backend, dir.path()).await else {
+            return;
+        };
+        let Some(objects) = store(kind, dir.path()) else {
+            continue;
+        };
+        tables(&db).await;
+        let prefix = unique_prefix();
+        let chunks = chunks(objects.clone(), db, &prefix);
+        let abandoned = File::new("abandoned", 50, 10, 5);
+        for number in [1, 4] {
+            abandoned.send(&chunks, number).await.unwrap();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let active = File::new("active", 50, 10, 6);
+        active.send(&chunks, 2).await.unwrap();
+        assert_eq!(chunk_objects_left(&objects, &prefix).await, 3);
+        let day = std::time::Duration::from_secs(24 * 60 * 60);
+        let removed = chunks
+            .expire(std::time::Duration::from_millis(200), day)
+            .await
+            .unwrap();
+        assert_eq!(removed, 1, "{kind:?}");
+        assert_eq!(chunk_objects_left(&objects, &prefix).await, 1, "{kind:?}");
+        assert!(
+            chunks
+                .ledger()
+                .meta(&abandoned.key)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(chunks.has_chunk(&active.key, 2).await.unwrap());
+    }
+}
+
 on_both_databases!(
+    expiry_removes_an_abandoned_upload_and_its_chunk_objects,
     chunks_in_any_order_with_duplicates_are_assembled_once_byte_for_byte,
     two_servers_sharing_twenty_uploads_complete_each_exactly_once,
     a_large_chunk_is_streamed_and_assembled_in_parts,
