@@ -73,6 +73,7 @@ enum ResumableUpload {
     State,
     ClaimedAt,
     CreatedAt,
+    MultipartId,
 }
 
 /// The chunk table.
@@ -134,6 +135,11 @@ pub fn create_tables() -> [TableCreateStatement; 2] {
                 .big_integer()
                 .not_null(),
         )
+        .col(
+            ColumnDef::new(ResumableUpload::MultipartId)
+                .string_len(1024)
+                .null(),
+        )
         .to_owned();
     let chunks = Table::create()
         .table(ResumableChunk::Table)
@@ -181,6 +187,17 @@ pub enum Claim {
     Complete,
     /// The ledger has no such upload.
     Unknown,
+}
+
+/// Where an upload stands in the ledger.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UploadState {
+    /// Chunks are coming in.
+    Open,
+    /// A server is assembling it.
+    Assembling,
+    /// It is complete.
+    Complete,
 }
 
 /// Proof of a claim: only the latest claim of an upload can complete it.
@@ -298,6 +315,32 @@ impl ChunkLedger {
             .map_err(|e| DbErr::Custom(format!("upload {key}: bad metadata: {e}")))
     }
 
+    /// The id of the store's multipart upload that chunks go into as parts, once a
+    /// server has set one.
+    pub async fn multipart_id(&self, key: &UploadKey) -> Result<Option<String>, DbErr> {
+        let select = Query::select()
+            .column(ResumableUpload::MultipartId)
+            .from(ResumableUpload::Table)
+            .and_where(Expr::col(ResumableUpload::Key).eq(key_text(key)))
+            .to_owned();
+        match self.db.query_one(&select).await? {
+            Some(row) => row.try_get("", "multipart_id"),
+            None => Ok(None),
+        }
+    }
+
+    /// Sets the upload's multipart upload id unless one is set already; returns whether
+    /// this one was set (`false`: another server's won; use [`ChunkLedger::multipart_id`]).
+    pub async fn set_multipart_id(&self, key: &UploadKey, id: &str) -> Result<bool, DbErr> {
+        let update = Query::update()
+            .table(ResumableUpload::Table)
+            .value(ResumableUpload::MultipartId, id)
+            .and_where(Expr::col(ResumableUpload::Key).eq(key_text(key)))
+            .and_where(Expr::col(ResumableUpload::MultipartId).is_null())
+            .to_owned();
+        Ok(self.db.execute(&update).await?.rows_affected() == 1)
+    }
+
     /// Records chunk `number` (1-based) of `size` bytes, with the store's `part` id.
     /// Returns whether it was new (`false`: it was in already, e.g. a retried chunk).
     pub async fn record(
@@ -370,6 +413,24 @@ impl ChunkLedger {
             .collect()
     }
 
+    /// Where the upload stands, if the ledger knows it (reads only).
+    pub async fn state(&self, key: &UploadKey) -> Result<Option<UploadState>, DbErr> {
+        let select = Query::select()
+            .column(ResumableUpload::State)
+            .from(ResumableUpload::Table)
+            .and_where(Expr::col(ResumableUpload::Key).eq(key_text(key)))
+            .to_owned();
+        let Some(row) = self.db.query_one(&select).await? else {
+            return Ok(None);
+        };
+        let state: String = row.try_get("", "state")?;
+        Ok(Some(match state.as_str() {
+            COMPLETE => UploadState::Complete,
+            ASSEMBLING => UploadState::Assembling,
+            _ => UploadState::Open,
+        }))
+    }
+
     /// Claims the right to assemble the upload: won by exactly one caller once every
     /// chunk is in (or again once the winner's lease has run out).
     pub async fn claim(&self, key: &UploadKey) -> Result<Claim, DbErr> {
@@ -400,19 +461,11 @@ impl ChunkLedger {
         if self.db.execute(&update).await?.rows_affected() == 1 {
             return Ok(Claim::Won(ClaimToken(now)));
         }
-        let select = Query::select()
-            .column(ResumableUpload::State)
-            .from(ResumableUpload::Table)
-            .and_where(Expr::col(ResumableUpload::Key).eq(key_text(key)))
-            .to_owned();
-        let Some(row) = self.db.query_one(&select).await? else {
-            return Ok(Claim::Unknown);
-        };
-        let state: String = row.try_get("", "state")?;
-        Ok(match state.as_str() {
-            COMPLETE => Claim::Complete,
-            ASSEMBLING => Claim::Assembling,
-            _ => Claim::NotAllIn,
+        Ok(match self.state(key).await? {
+            None => Claim::Unknown,
+            Some(UploadState::Complete) => Claim::Complete,
+            Some(UploadState::Assembling) => Claim::Assembling,
+            Some(UploadState::Open) => Claim::NotAllIn,
         })
     }
 

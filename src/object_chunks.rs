@@ -55,13 +55,15 @@
 use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt, TryStreamExt};
 use object_store::{
-    ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart, path::Path as ObjectPath,
+    ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart,
+    multipart::{MultipartStore, PartId},
+    path::Path as ObjectPath,
 };
 use std::sync::Arc;
 
 use crate::{
     UploadKey, UploadMeta,
-    ledger::{ChunkLedger, Claim},
+    ledger::{ChunkLedger, Claim, UploadState},
 };
 
 /// Chunk bodies up to this size are buffered and stored with one `PUT`; larger ones are
@@ -73,6 +75,13 @@ pub const ASSEMBLY_PART: usize = 8 << 20;
 
 /// Parts of one multipart upload in flight at once.
 pub const ASSEMBLY_PARTS_IN_FLIGHT: usize = 4;
+
+/// The smallest part S3 takes (but for the last one): chunks at least this large can go
+/// straight in as parts ([`ObjectChunks::with_parts`]).
+pub const MIN_PART: usize = 5 << 20;
+
+/// The most parts of one S3 multipart upload.
+pub const MAX_PARTS: u64 = 10_000;
 
 /// Why storing a chunk failed.
 #[derive(Debug, thiserror::Error)]
@@ -122,11 +131,23 @@ pub enum ChunkOutcome {
 
 /// Chunks of uploads on an object store, shared by every server using the same store and
 /// database (see the module documentation). Cheap to clone.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ObjectChunks {
     store: Arc<dyn ObjectStore>,
+    parts: Option<Arc<dyn MultipartStore>>,
     ledger: ChunkLedger,
     prefix: ObjectPath,
+}
+
+impl std::fmt::Debug for ObjectChunks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObjectChunks")
+            .field("store", &self.store)
+            .field("parts", &self.parts.is_some())
+            .field("ledger", &self.ledger)
+            .field("prefix", &self.prefix)
+            .finish()
+    }
 }
 
 impl ObjectChunks {
@@ -134,9 +155,38 @@ impl ObjectChunks {
     pub fn new(store: Arc<dyn ObjectStore>, ledger: ChunkLedger) -> Self {
         Self {
             store,
+            parts: None,
             ledger,
             prefix: ObjectPath::from("resumable"),
         }
+    }
+
+    /// Lets chunks of at least [`MIN_PART`] bytes go straight into one multipart upload
+    /// per file, as its parts (`parts` is the same store seen as a [`MultipartStore`]:
+    /// S3, GCS, Azure, InMemory). Any server can put a part, the upload id and each
+    /// part's id are in the ledger, and completion is one request: no pass over the bytes
+    /// after the last chunk. Each such chunk is held in memory while it is sent (chunk
+    /// size × requests in flight). Smaller chunks, and files of more than [`MAX_PARTS`]
+    /// chunks, still go one object per chunk.
+    ///
+    /// ```
+    /// # fn f(ledger: sea_orm_resumable::ledger::ChunkLedger) {
+    /// use sea_orm_resumable::object_chunks::ObjectChunks;
+    /// use std::sync::Arc;
+    /// let store = Arc::new(object_store::memory::InMemory::new());
+    /// let chunks = ObjectChunks::new(store.clone(), ledger).with_parts(store);
+    /// # }
+    /// ```
+    pub fn with_parts(mut self, parts: Arc<dyn MultipartStore>) -> Self {
+        self.parts = Some(parts);
+        self
+    }
+
+    /// The multipart store, when chunks of this upload go in as parts.
+    fn parts_for(&self, meta: &UploadMeta, total_chunks: u64) -> Option<&Arc<dyn MultipartStore>> {
+        self.parts
+            .as_ref()
+            .filter(|_| meta.chunk_size >= MIN_PART as u64 && total_chunks <= MAX_PARTS)
     }
 
     /// The same under another prefix (e.g. one per app sharing a bucket).
@@ -198,10 +248,18 @@ impl ObjectChunks {
         // same bytes to the same object; if the upload was assembled meanwhile, its copy
         // may land after the chunk objects were deleted and is deleted below.
         let mut late_duplicate = false;
+        let parts = self.parts_for(meta, total_chunks);
         if !self.ledger.has(key, number).await? {
-            let path = self.chunk_path(key, number);
-            self.write_object(&path, len, body).await?;
-            late_duplicate = !self.ledger.record(key, number, len, None).await?;
+            if let Some(parts) = parts {
+                let Some(part) = self.put_part(parts, key, number, len, body).await? else {
+                    return Ok(ChunkOutcome::AlreadyComplete);
+                };
+                self.ledger.record(key, number, len, Some(&part)).await?;
+            } else {
+                let path = self.chunk_path(key, number);
+                self.write_object(&path, len, body).await?;
+                late_duplicate = !self.ledger.record(key, number, len, None).await?;
+            }
         }
         match self.ledger.claim(key).await? {
             Claim::Complete if late_duplicate => {
@@ -212,9 +270,14 @@ impl ObjectChunks {
                 Ok(ChunkOutcome::AlreadyComplete)
             }
             Claim::Won(token) => {
-                self.assemble(key, total_chunks).await?;
+                match parts {
+                    Some(parts) => self.complete_parts(parts, key).await?,
+                    None => self.assemble(key, total_chunks).await?,
+                }
                 if self.ledger.complete(key, token).await? {
-                    self.delete_chunks(key, total_chunks).await?;
+                    if parts.is_none() {
+                        self.delete_chunks(key, total_chunks).await?;
+                    }
                     Ok(ChunkOutcome::Completed)
                 } else {
                     // Our lease ran out meanwhile and another call took the claim over: it
@@ -239,6 +302,10 @@ impl ObjectChunks {
 
     /// Forgets the upload: its ledger rows, chunk objects and assembled file.
     pub async fn remove(&self, key: &UploadKey) -> Result<(), ObjectChunksError> {
+        if let (Some(parts), Some(id)) = (&self.parts, self.ledger.multipart_id(key).await?) {
+            // Fails harmlessly once the upload was completed.
+            let _ = parts.abort_multipart(&self.complete_path(key), &id).await;
+        }
         let prefix = self.prefix.clone().join("chunks").join(key.to_string());
         let chunk_objects = self.store.list(Some(&prefix)).map_ok(|o| o.location);
         self.delete_all(chunk_objects.boxed()).await?;
@@ -335,6 +402,75 @@ impl ObjectChunks {
         Ok(())
     }
 
+    /// Sends chunk `number` as part `number - 1` of the upload's multipart upload
+    /// (creating that upload if no server has yet); returns the part's id, or `None` when
+    /// the upload was completed meanwhile (a late duplicate).
+    async fn put_part<S, E>(
+        &self,
+        parts: &Arc<dyn MultipartStore>,
+        key: &UploadKey,
+        number: u64,
+        len: u64,
+        body: S,
+    ) -> Result<Option<String>, ObjectChunksError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Send,
+        E: std::fmt::Display,
+    {
+        let payload = read_exactly(body, len).await?;
+        let path = self.complete_path(key);
+        let id = match self.ledger.multipart_id(key).await? {
+            Some(id) => id,
+            None => {
+                let ours = parts.create_multipart(&path).await?;
+                if self.ledger.set_multipart_id(key, &ours).await? {
+                    ours
+                } else {
+                    let _ = parts.abort_multipart(&path, &ours).await;
+                    self.ledger
+                        .multipart_id(key)
+                        .await?
+                        .ok_or_else(|| sea_orm::DbErr::RecordNotFound(format!("upload {key}")))?
+                }
+            }
+        };
+        let part_index = usize::try_from(number - 1).unwrap_or(usize::MAX);
+        match parts.put_part(&path, &id, part_index, payload).await {
+            Ok(part) => Ok(Some(part.content_id)),
+            // The upload was completed (or aborted) meanwhile: nothing to add.
+            Err(e) if self.ledger.state(key).await? == Some(UploadState::Complete) => {
+                tracing::debug!(%key, number, error = %e, "late duplicate part dropped");
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Completes the upload's multipart upload from the parts in the ledger.
+    async fn complete_parts(
+        &self,
+        parts: &Arc<dyn MultipartStore>,
+        key: &UploadKey,
+    ) -> Result<(), ObjectChunksError> {
+        let id = self
+            .ledger
+            .multipart_id(key)
+            .await?
+            .ok_or_else(|| sea_orm::DbErr::RecordNotFound(format!("upload {key}")))?;
+        let recorded = self.ledger.chunks(key).await?;
+        let mut ids = Vec::with_capacity(recorded.len());
+        for chunk in recorded {
+            let content_id = chunk
+                .part
+                .ok_or(ObjectChunksError::MissingChunk(chunk.number))?;
+            ids.push(PartId { content_id });
+        }
+        parts
+            .complete_multipart(&self.complete_path(key), &id, ids)
+            .await?;
+        Ok(())
+    }
+
     /// Streams the chunk objects, in order, into the complete object.
     async fn assemble(&self, key: &UploadKey, total_chunks: u64) -> Result<(), ObjectChunksError> {
         let mut writer = WriteMultipart::new_with_chunk_size(
@@ -413,4 +549,30 @@ async fn abort<T>(
         let _ = writer.abort().await;
     }
     Err(error)
+}
+
+/// Exactly `len` bytes of `body`, gathered without copying.
+async fn read_exactly<S, E>(body: S, len: u64) -> Result<PutPayload, ObjectChunksError>
+where
+    S: Stream<Item = Result<Bytes, E>> + Send,
+    E: std::fmt::Display,
+{
+    let mut body = std::pin::pin!(body);
+    let mut pieces = Vec::new();
+    let mut received: u64 = 0;
+    while let Some(piece) = body.next().await {
+        let piece = piece.map_err(|e| ObjectChunksError::Body(e.to_string()))?;
+        received += piece.len() as u64;
+        if received > len {
+            return Err(ObjectChunksError::TooLong { expected: len });
+        }
+        pieces.push(piece);
+    }
+    if received < len {
+        return Err(ObjectChunksError::TooShort {
+            got: received,
+            expected: len,
+        });
+    }
+    Ok(pieces.into_iter().collect())
 }

@@ -387,7 +387,106 @@ async fn expiry_removes_an_abandoned_upload_and_its_chunk_objects(backend: db::B
     }
 }
 
+/// With a multipart store, chunks of 5 MiB or more go straight in as parts of one
+/// multipart upload, from two servers, in any order, with duplicates; completion is one
+/// request and no chunk object is ever written. Smaller chunks still go one object each.
+async fn large_chunks_go_straight_in_as_parts_from_either_server(backend: db::Backend) {
+    use object_store::{memory::InMemory, multipart::MultipartStore};
+    for kind in ["memory", "s3"] {
+        let dir = tempfile::tempdir().unwrap();
+        let Some((db_a, db_b)) = db::connect_twice(backend, dir.path()).await else {
+            return;
+        };
+        // Each server its own client of one store (InMemory: one shared instance).
+        let (a, b): (Arc<dyn ObjectStore>, Arc<dyn ObjectStore>);
+        let (parts_a, parts_b): (Arc<dyn MultipartStore>, Arc<dyn MultipartStore>);
+        if kind == "memory" {
+            let memory = Arc::new(InMemory::new());
+            (a, b, parts_a, parts_b) = (memory.clone(), memory.clone(), memory.clone(), memory);
+        } else {
+            let Ok(endpoint) = std::env::var("RESUMABLE_TEST_S3") else {
+                eprintln!("SKIPPED: RESUMABLE_TEST_S3 is not set (tests/setup/s3.sh)");
+                continue;
+            };
+            let client = || {
+                Arc::new(
+                    AmazonS3Builder::new()
+                        .with_endpoint(&endpoint)
+                        .with_allow_http(true)
+                        .with_bucket_name("resumable-test")
+                        .with_region("us-east-1")
+                        .with_access_key_id("resumable-test")
+                        .with_secret_access_key("resumable-test-secret")
+                        .build()
+                        .unwrap(),
+                )
+            };
+            let (one, two) = (client(), client());
+            (a, b, parts_a, parts_b) = (one.clone(), two.clone(), one, two);
+        }
+        tables(&db_a).await;
+        let prefix = unique_prefix();
+        let servers = [
+            chunks(a.clone(), db_a, &prefix).with_parts(parts_a),
+            chunks(b, db_b, &prefix).with_parts(parts_b),
+        ];
+        // 4 chunks of 5 MiB, the last one 5 MiB + 4321 bytes.
+        let file = File::new("parts", 4 * (5 << 20) + 4321, 5 << 20, 8);
+        let mut jobs: Vec<(u64, usize)> = vec![(3, 0), (1, 1), (4, 0), (3, 1), (2, 1), (1, 0)];
+        jobs.shuffle(&mut rand::rng());
+        let sends = jobs
+            .into_iter()
+            .map(|(number, server)| file.send(&servers[server], number));
+        let outcomes = futures_util::future::join_all(sends).await;
+        let completed = outcomes
+            .iter()
+            .filter(|o| matches!(o, Ok(ChunkOutcome::Completed)))
+            .count();
+        assert!(outcomes.iter().all(Result::is_ok), "{kind}: {outcomes:?}");
+        assert_eq!(completed, 1, "{kind}: {outcomes:?}");
+        let stored = servers[1].read_complete(&file.key).await.unwrap();
+        assert_eq!(sha256(&stored), sha256(&file.bytes), "{kind}");
+        assert_eq!(
+            chunk_objects_left(&a, &prefix).await,
+            0,
+            "{kind}: no chunk objects"
+        );
+        assert!(
+            servers[0]
+                .ledger()
+                .multipart_id(&file.key)
+                .await
+                .unwrap()
+                .is_some()
+        );
+        // A late duplicate changes nothing.
+        assert_eq!(
+            file.send(&servers[0], 2).await.unwrap(),
+            ChunkOutcome::AlreadyComplete
+        );
+        // Small chunks on the same servers still go one object per chunk.
+        let small = File::new("small-with-parts", 300_000, 100_000, 9);
+        for number in 1..=3 {
+            small
+                .send(&servers[(number % 2) as usize], number)
+                .await
+                .unwrap();
+        }
+        let stored = servers[0].read_complete(&small.key).await.unwrap();
+        assert_eq!(sha256(&stored), sha256(&small.bytes), "{kind}");
+        assert!(
+            servers[0]
+                .ledger()
+                .multipart_id(&small.key)
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+}
+
 on_both_databases!(
+    large_chunks_go_straight_in_as_parts_from_either_server,
     expiry_removes_an_abandoned_upload_and_its_chunk_objects,
     chunks_in_any_order_with_duplicates_are_assembled_once_byte_for_byte,
     two_servers_sharing_twenty_uploads_complete_each_exactly_once,
