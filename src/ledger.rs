@@ -375,6 +375,18 @@ impl ChunkLedger {
         Ok(self.db.execute(&insert).await?.rows_affected() == 1)
     }
 
+    /// Takes chunk `number` out of the ledger (its bytes were found missing), so the
+    /// client's test request says so and it is sent again.
+    pub async fn forget_chunk(&self, key: &UploadKey, number: u64) -> Result<(), DbErr> {
+        let delete = Query::delete()
+            .from_table(ResumableChunk::Table)
+            .and_where(Expr::col(ResumableChunk::UploadKey).eq(key_text(key)))
+            .and_where(Expr::col(ResumableChunk::Number).eq(as_i64(number)?))
+            .to_owned();
+        self.db.execute(&delete).await?;
+        Ok(())
+    }
+
     /// Whether chunk `number` is in.
     pub async fn has(&self, key: &UploadKey, number: u64) -> Result<bool, DbErr> {
         let select = Query::select()
@@ -476,6 +488,20 @@ impl ChunkLedger {
         let update = Query::update()
             .table(ResumableUpload::Table)
             .value(ResumableUpload::State, COMPLETE)
+            .and_where(Expr::col(ResumableUpload::Key).eq(key_text(key)))
+            .and_where(Expr::col(ResumableUpload::State).eq(ASSEMBLING))
+            .and_where(Expr::col(ResumableUpload::ClaimedAt).eq(token.0))
+            .to_owned();
+        Ok(self.db.execute(&update).await?.rows_affected() == 1)
+    }
+
+    /// Gives a claim back (its assembly failed), so the next claim can win at once;
+    /// returns whether `token` was still the upload's claim.
+    pub async fn release(&self, key: &UploadKey, token: ClaimToken) -> Result<bool, DbErr> {
+        let update = Query::update()
+            .table(ResumableUpload::Table)
+            .value(ResumableUpload::State, OPEN)
+            .value(ResumableUpload::ClaimedAt, Option::<i64>::None)
             .and_where(Expr::col(ResumableUpload::Key).eq(key_text(key)))
             .and_where(Expr::col(ResumableUpload::State).eq(ASSEMBLING))
             .and_where(Expr::col(ResumableUpload::ClaimedAt).eq(token.0))

@@ -113,8 +113,17 @@ pub enum ObjectChunksError {
     /// The database failed.
     #[error(transparent)]
     Ledger(#[from] sea_orm::DbErr),
-    /// The ledger counts every chunk, yet one of them has no object.
-    #[error("chunk {0} is recorded but its object is missing")]
+    /// The chunk number is not between 1 and the upload's chunk count.
+    #[error("chunk {number} is not one of the upload's {total} chunks")]
+    BadNumber {
+        /// The chunk number sent.
+        number: u64,
+        /// The upload's chunk count.
+        total: u64,
+    },
+    /// The ledger counted every chunk, yet this one had no object; it is taken out of
+    /// the ledger, so the client sends it again.
+    #[error("chunk {0} was recorded but its object is missing: send it again")]
     MissingChunk(u64),
 }
 
@@ -125,8 +134,11 @@ pub enum ChunkOutcome {
     Recorded,
     /// The chunk is in and this call assembled the complete file.
     Completed,
-    /// The chunk is in and the upload is complete, or being assembled by another call.
+    /// The chunk is in and the upload is complete already.
     AlreadyComplete,
+    /// The chunk is in and another call is assembling the file (ask again: a test
+    /// request of any chunk tells when it is complete).
+    Assembling,
 }
 
 /// Chunks of uploads on an object store, shared by every server using the same store and
@@ -240,6 +252,12 @@ impl ObjectChunks {
         S: Stream<Item = Result<Bytes, E>> + Send,
         E: std::fmt::Display,
     {
+        if number == 0 || number > total_chunks {
+            return Err(ObjectChunksError::BadNumber {
+                number,
+                total: total_chunks,
+            });
+        }
         let known = self.ledger.open(key, meta, total_chunks).await?;
         if known.total_size != meta.total_size || known.chunk_size != meta.chunk_size {
             return Err(ObjectChunksError::Mismatch);
@@ -270,9 +288,19 @@ impl ObjectChunks {
                 Ok(ChunkOutcome::AlreadyComplete)
             }
             Claim::Won(token) => {
-                match parts {
-                    Some(parts) => self.complete_parts(parts, key).await?,
-                    None => self.assemble(key, total_chunks).await?,
+                let assembled = match parts {
+                    Some(parts) => self.complete_parts(parts, key).await,
+                    None => self.assemble(key, total_chunks).await,
+                };
+                if let Err(e) = assembled {
+                    // A chunk whose object is gone (e.g. removed by a bucket rule) must be
+                    // sent again; give the claim back so the retry assembles at once,
+                    // rather than after the lease.
+                    if let ObjectChunksError::MissingChunk(lost) = e {
+                        self.ledger.forget_chunk(key, lost).await?;
+                    }
+                    self.ledger.release(key, token).await?;
+                    return Err(e);
                 }
                 if self.ledger.complete(key, token).await? {
                     if parts.is_none() {
@@ -282,11 +310,12 @@ impl ObjectChunks {
                 } else {
                     // Our lease ran out meanwhile and another call took the claim over: it
                     // assembles (the same bytes) and completes.
-                    Ok(ChunkOutcome::AlreadyComplete)
+                    Ok(ChunkOutcome::Assembling)
                 }
             }
             Claim::NotAllIn | Claim::Unknown => Ok(ChunkOutcome::Recorded),
-            Claim::Assembling | Claim::Complete => Ok(ChunkOutcome::AlreadyComplete),
+            Claim::Assembling => Ok(ChunkOutcome::Assembling),
+            Claim::Complete => Ok(ChunkOutcome::AlreadyComplete),
         }
     }
 

@@ -172,6 +172,27 @@ async fn a_claim_past_its_lease_is_taken_over_and_the_old_token_is_refused(backe
     assert!(b.complete(&k, new).await.unwrap());
     assert_eq!(a.claim(&k).await.unwrap(), Claim::Complete);
     assert!(!b.complete(&k, new).await.unwrap(), "complete happens once");
+    assert!(
+        !b.release(&k, new).await.unwrap(),
+        "a complete upload is not released"
+    );
+
+    // A claim given back (its assembly failed) can be won again at once, and only by
+    // its holder's token.
+    let k = key("released");
+    a.open(&k, &meta("released", "r", 1), 1).await.unwrap();
+    a.record(&k, 1, 10, None).await.unwrap();
+    let Claim::Won(first) = a.claim(&k).await.unwrap() else {
+        panic!("all in")
+    };
+    assert!(!b.release(&k, old).await.unwrap(), "another claim's token");
+    assert_eq!(b.claim(&k).await.unwrap(), Claim::Assembling);
+    assert!(a.release(&k, first).await.unwrap());
+    let Claim::Won(second) = b.claim(&k).await.unwrap() else {
+        panic!("released: won again without waiting for the lease")
+    };
+    assert!(!a.complete(&k, first).await.unwrap());
+    assert!(b.complete(&k, second).await.unwrap());
 }
 
 async fn the_migration_crate_creates_the_ledger_and_can_undo_it(backend: Backend) {

@@ -8,7 +8,7 @@
 mod db;
 
 use bytes::Bytes;
-use object_store::{ObjectStore, aws::AmazonS3Builder, local::LocalFileSystem};
+use object_store::{ObjectStore, ObjectStoreExt, aws::AmazonS3Builder, local::LocalFileSystem};
 use rand::{Rng, SeedableRng, seq::SliceRandom};
 use sea_orm::{ConnectionTrait, DatabaseConnection};
 use sea_orm_resumable::{
@@ -338,6 +338,15 @@ async fn a_short_or_long_body_is_refused_and_not_recorded(backend: db::Backend) 
             .await;
         assert!(matches!(cut, Err(ObjectChunksError::Body(_))));
         assert!(!chunks.has_chunk(&file.key, 1).await.unwrap(), "{kind:?}");
+        for number in [0, 4, u64::MAX] {
+            let outside = chunks
+                .put_chunk(&file.key, &file.meta, 3, number, 10, body(b"0123456789"))
+                .await;
+            assert!(
+                matches!(outside, Err(ObjectChunksError::BadNumber { total: 3, .. })),
+                "{number}"
+            );
+        }
         // Another upload under the same key with other sizes is refused.
         let mut other = file.meta.clone();
         other.total_size = 31;
@@ -485,7 +494,44 @@ async fn large_chunks_go_straight_in_as_parts_from_either_server(backend: db::Ba
     }
 }
 
+/// A chunk object that disappears before assembly (a bucket rule, an operator) makes the
+/// completing request fail; the chunk is then missing for the client's test request, and
+/// once it is sent again the file completes.
+async fn a_lost_chunk_object_is_asked_for_again_and_the_upload_completes(backend: db::Backend) {
+    for kind in [Store::Local, Store::S3] {
+        let dir = tempfile::tempdir().unwrap();
+        let Some(db) = db::connect(backend, dir.path()).await else {
+            return;
+        };
+        let Some(objects) = store(kind, dir.path()) else {
+            continue;
+        };
+        tables(&db).await;
+        let prefix = unique_prefix();
+        let chunks = chunks(objects.clone(), db, &prefix);
+        let file = File::new("lost", 300, 100, 10);
+        file.send(&chunks, 1).await.unwrap();
+        file.send(&chunks, 2).await.unwrap();
+        let lost = object_store::path::Path::from(format!("{prefix}/chunks/{}/2", file.key));
+        objects.delete(&lost).await.unwrap();
+        let failed = file.send(&chunks, 3).await;
+        assert!(
+            matches!(failed, Err(ObjectChunksError::MissingChunk(2))),
+            "{kind:?}: {failed:?}"
+        );
+        assert!(!chunks.has_chunk(&file.key, 2).await.unwrap(), "{kind:?}");
+        assert!(chunks.has_chunk(&file.key, 3).await.unwrap(), "{kind:?}");
+        assert_eq!(
+            file.send(&chunks, 2).await.unwrap(),
+            ChunkOutcome::Completed
+        );
+        let stored = chunks.read_complete(&file.key).await.unwrap();
+        assert_eq!(sha256(&stored), sha256(&file.bytes), "{kind:?}");
+    }
+}
+
 on_both_databases!(
+    a_lost_chunk_object_is_asked_for_again_and_the_upload_completes,
     large_chunks_go_straight_in_as_parts_from_either_server,
     expiry_removes_an_abandoned_upload_and_its_chunk_objects,
     chunks_in_any_order_with_duplicates_are_assembled_once_byte_for_byte,
