@@ -14,10 +14,13 @@
 //!
 //! Completion is one conditional `UPDATE`: `open` → `assembling` where the chunk count
 //! equals the number of chunks. Whoever records a chunk and then claims sees every chunk
-//! committed before its claim, so the server that records the last chunk wins, and the
-//! row lock makes sure only one does. A claim is a lease: a server that died while
-//! assembling loses it after `lease`, and its token no longer completes the upload (a
-//! fencing token), so two assemblies never both count.
+//! committed before its claim, so once the last chunk is recorded the first claim wins
+//! (the call that recorded it, unless another claim comes first), and the row lock makes
+//! sure only one does. A claim is a lease: a server that died while assembling loses it
+//! after `lease`, and its token no longer completes the upload in the ledger (a fencing
+//! token). The ledger cannot fence the store: an assembler that outlives its lease may
+//! still write the same bytes to the same object, so keep the lease well above the time
+//! an assembly takes (it is not renewed while one runs).
 //!
 //! ```
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -315,6 +318,22 @@ impl ChunkLedger {
             .map_err(|e| DbErr::Custom(format!("upload {key}: bad metadata: {e}")))
     }
 
+    /// The upload's chunk count, if the ledger knows it.
+    pub async fn total_chunks(&self, key: &UploadKey) -> Result<Option<u64>, DbErr> {
+        let select = Query::select()
+            .column(ResumableUpload::TotalChunks)
+            .from(ResumableUpload::Table)
+            .and_where(Expr::col(ResumableUpload::Key).eq(key_text(key)))
+            .to_owned();
+        match self.db.query_one(&select).await? {
+            Some(row) => {
+                let total: i64 = row.try_get("", "total_chunks")?;
+                Ok(u64::try_from(total).ok())
+            }
+            None => Ok(None),
+        }
+    }
+
     /// The id of the store's multipart upload that chunks go into as parts, once a
     /// server has set one.
     pub async fn multipart_id(&self, key: &UploadKey) -> Result<Option<String>, DbErr> {
@@ -375,16 +394,29 @@ impl ChunkLedger {
         Ok(self.db.execute(&insert).await?.rows_affected() == 1)
     }
 
-    /// Takes chunk `number` out of the ledger (its bytes were found missing), so the
-    /// client's test request says so and it is sent again.
-    pub async fn forget_chunk(&self, key: &UploadKey, number: u64) -> Result<(), DbErr> {
+    /// Takes chunk `number` out of the ledger (its bytes were found missing while
+    /// assembling under `token`), so the client's test request says so and it is sent
+    /// again. Only while `token` is still the upload's claim; returns whether it did.
+    pub async fn forget_chunk(
+        &self,
+        key: &UploadKey,
+        number: u64,
+        token: ClaimToken,
+    ) -> Result<bool, DbErr> {
+        let still_claimed = Query::select()
+            .expr(Expr::val(1))
+            .from(ResumableUpload::Table)
+            .and_where(Expr::col(ResumableUpload::Key).eq(key_text(key)))
+            .and_where(Expr::col(ResumableUpload::State).eq(ASSEMBLING))
+            .and_where(Expr::col(ResumableUpload::ClaimedAt).eq(token.0))
+            .to_owned();
         let delete = Query::delete()
             .from_table(ResumableChunk::Table)
             .and_where(Expr::col(ResumableChunk::UploadKey).eq(key_text(key)))
             .and_where(Expr::col(ResumableChunk::Number).eq(as_i64(number)?))
+            .and_where(Expr::exists(still_claimed))
             .to_owned();
-        self.db.execute(&delete).await?;
-        Ok(())
+        Ok(self.db.execute(&delete).await?.rows_affected() == 1)
     }
 
     /// Whether chunk `number` is in.
@@ -532,6 +564,8 @@ impl ChunkLedger {
         };
         let (incomplete_before, complete_before) =
             (before(incomplete_expiry), before(complete_expiry));
+        // An upload being assembled under a live claim is not stale, however old.
+        let lease_expired = before(self.lease);
         let recent_chunk = Query::select()
             .expr(Expr::val(1))
             .from(ResumableChunk::Table)
@@ -548,7 +582,10 @@ impl ChunkLedger {
                 sea_orm::sea_query::Cond::any()
                     .add(
                         Expr::col(ResumableUpload::State)
-                            .ne(COMPLETE)
+                            .eq(OPEN)
+                            .or(Expr::col(ResumableUpload::State)
+                                .eq(ASSEMBLING)
+                                .and(Expr::col(ResumableUpload::ClaimedAt).lt(lease_expired)))
                             .and(Expr::col(ResumableUpload::CreatedAt).lt(incomplete_before))
                             .and(Expr::exists(recent_chunk).not()),
                     )

@@ -1,6 +1,7 @@
 //! Chunks on object storage (S3 and whatever else [`object_store`] reaches), shared by
 //! several servers: each chunk is one object, which chunks are in is kept in the
-//! [`ChunkLedger`], and the server that records the last chunk assembles the file, once.
+//! [`ChunkLedger`], and one server assembles the file, once: the first to claim it after
+//! the last chunk is recorded (normally the one that recorded it).
 //!
 //! Where things go, under a prefix (default `resumable`):
 //!
@@ -83,6 +84,11 @@ pub const MIN_PART: usize = 5 << 20;
 /// The most parts of one S3 multipart upload.
 pub const MAX_PARTS: u64 = 10_000;
 
+/// The largest chunk size that goes in as parts: such a chunk is held in memory while it
+/// is sent (the last chunk may be up to twice as large). Larger chunks go one object
+/// each, streamed.
+pub const MAX_PART_CHUNK: u64 = 64 << 20;
+
 /// Why storing a chunk failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ObjectChunksError {
@@ -120,6 +126,15 @@ pub enum ObjectChunksError {
         number: u64,
         /// The upload's chunk count.
         total: u64,
+    },
+    /// The recorded chunks do not make up the file (their sizes do not add up to its
+    /// size, or there are more of them than it has); nothing is assembled.
+    #[error("the recorded chunks ({chunks}, {bytes} bytes) do not make up the file")]
+    Sizes {
+        /// Chunks recorded.
+        chunks: u64,
+        /// Their bytes.
+        bytes: u64,
     },
     /// The ledger counted every chunk, yet this one had no object; it is taken out of
     /// the ledger, so the client sends it again.
@@ -178,8 +193,12 @@ impl ObjectChunks {
     /// S3, GCS, Azure, InMemory). Any server can put a part, the upload id and each
     /// part's id are in the ledger, and completion is one request: no pass over the bytes
     /// after the last chunk. Each such chunk is held in memory while it is sent (chunk
-    /// size × requests in flight). Smaller chunks, and files of more than [`MAX_PARTS`]
-    /// chunks, still go one object per chunk.
+    /// size × requests in flight). Smaller chunks, chunks over [`MAX_PART_CHUNK`], and
+    /// files of more than [`MAX_PARTS`] chunks still go one object per chunk. Configure
+    /// every server alike (with or without parts): the mode is decided per request from
+    /// the upload's chunk size. A duplicate part overwrites the first one and the ledger
+    /// keeps the first part id, which is right where the part id is the MD5 of the bytes
+    /// (S3 without SSE-KMS/SSE-C; S3-compatible servers).
     ///
     /// ```
     /// # fn f(ledger: sea_orm_resumable::ledger::ChunkLedger) {
@@ -196,9 +215,10 @@ impl ObjectChunks {
 
     /// The multipart store, when chunks of this upload go in as parts.
     fn parts_for(&self, meta: &UploadMeta, total_chunks: u64) -> Option<&Arc<dyn MultipartStore>> {
-        self.parts
-            .as_ref()
-            .filter(|_| meta.chunk_size >= MIN_PART as u64 && total_chunks <= MAX_PARTS)
+        self.parts.as_ref().filter(|_| {
+            (MIN_PART as u64..=MAX_PART_CHUNK).contains(&meta.chunk_size)
+                && total_chunks <= MAX_PARTS
+        })
     }
 
     /// The same under another prefix (e.g. one per app sharing a bucket).
@@ -259,64 +279,111 @@ impl ObjectChunks {
             });
         }
         let known = self.ledger.open(key, meta, total_chunks).await?;
-        if known.total_size != meta.total_size || known.chunk_size != meta.chunk_size {
+        if known.total_size != meta.total_size
+            || known.chunk_size != meta.chunk_size
+            || self.ledger.total_chunks(key).await? != Some(total_chunks)
+        {
             return Err(ObjectChunksError::Mismatch);
         }
         // A duplicate that raced the first copy (both found the chunk missing) writes the
         // same bytes to the same object; if the upload was assembled meanwhile, its copy
         // may land after the chunk objects were deleted and is deleted below.
         let mut late_duplicate = false;
-        let parts = self.parts_for(meta, total_chunks);
         if !self.ledger.has(key, number).await? {
-            if let Some(parts) = parts {
-                let Some(part) = self.put_part(parts, key, number, len, body).await? else {
-                    return Ok(ChunkOutcome::AlreadyComplete);
-                };
-                self.ledger.record(key, number, len, Some(&part)).await?;
+            if let Some(parts) = self.parts_for(meta, total_chunks) {
+                match self.put_part(parts, key, number, len, body).await? {
+                    Some(part) => {
+                        self.ledger.record(key, number, len, Some(&part)).await?;
+                    }
+                    None => return self.finish(key).await,
+                }
             } else {
                 let path = self.chunk_path(key, number);
                 self.write_object(&path, len, body).await?;
                 late_duplicate = !self.ledger.record(key, number, len, None).await?;
             }
         }
-        match self.ledger.claim(key).await? {
-            Claim::Complete if late_duplicate => {
-                self.store
-                    .delete(&self.chunk_path(key, number))
-                    .await
-                    .or_else(not_found_is_fine)?;
-                Ok(ChunkOutcome::AlreadyComplete)
-            }
-            Claim::Won(token) => {
-                let assembled = match parts {
-                    Some(parts) => self.complete_parts(parts, key).await,
-                    None => self.assemble(key, total_chunks).await,
-                };
-                if let Err(e) = assembled {
-                    // A chunk whose object is gone (e.g. removed by a bucket rule) must be
-                    // sent again; give the claim back so the retry assembles at once,
-                    // rather than after the lease.
-                    if let ObjectChunksError::MissingChunk(lost) = e {
-                        self.ledger.forget_chunk(key, lost).await?;
-                    }
-                    self.ledger.release(key, token).await?;
-                    return Err(e);
-                }
-                if self.ledger.complete(key, token).await? {
-                    if parts.is_none() {
-                        self.delete_chunks(key, total_chunks).await?;
-                    }
-                    Ok(ChunkOutcome::Completed)
-                } else {
-                    // Our lease ran out meanwhile and another call took the claim over: it
-                    // assembles (the same bytes) and completes.
-                    Ok(ChunkOutcome::Assembling)
-                }
-            }
-            Claim::NotAllIn | Claim::Unknown => Ok(ChunkOutcome::Recorded),
-            Claim::Assembling => Ok(ChunkOutcome::Assembling),
-            Claim::Complete => Ok(ChunkOutcome::AlreadyComplete),
+        let outcome = self.finish(key).await?;
+        if late_duplicate && outcome == ChunkOutcome::AlreadyComplete {
+            self.store
+                .delete(&self.chunk_path(key, number))
+                .await
+                .or_else(not_found_is_fine)?;
         }
+        Ok(outcome)
+    }
+
+    /// Assembles the upload if every chunk is in and nobody else is at it: what the last
+    /// chunk's request does, and what a test request should do once every chunk is in
+    /// (an assembly that failed, or whose server died, is then taken up again: the
+    /// client, told every chunk is there, sends nothing more).
+    pub async fn finish(&self, key: &UploadKey) -> Result<ChunkOutcome, ObjectChunksError> {
+        let token = match self.ledger.claim(key).await? {
+            Claim::Won(token) => token,
+            Claim::NotAllIn | Claim::Unknown => return Ok(ChunkOutcome::Recorded),
+            Claim::Assembling => return Ok(ChunkOutcome::Assembling),
+            Claim::Complete => return Ok(ChunkOutcome::AlreadyComplete),
+        };
+        let (Some(meta), Some(total_chunks)) = (
+            self.ledger.meta(key).await?,
+            self.ledger.total_chunks(key).await?,
+        ) else {
+            return Ok(ChunkOutcome::Recorded);
+        };
+        let parts = self.parts_for(&meta, total_chunks);
+        let assembled = match self.check_chunks(key, &meta, total_chunks).await {
+            Err(e) => Err(e),
+            Ok(()) => match parts {
+                Some(parts) => self.complete_parts(parts, key, &meta).await,
+                None => self.assemble(key, total_chunks).await,
+            },
+        };
+        if let Err(e) = assembled {
+            // A chunk whose object is gone (e.g. removed by a bucket rule) must be sent
+            // again; the claim goes back so that the retry assembles at once, rather than
+            // after the lease.
+            if let ObjectChunksError::MissingChunk(lost) = e {
+                self.ledger.forget_chunk(key, lost, token).await?;
+            }
+            self.ledger.release(key, token).await?;
+            return Err(e);
+        }
+        if self.ledger.complete(key, token).await? {
+            if parts.is_none() {
+                self.delete_chunks(key, total_chunks).await?;
+            }
+            Ok(ChunkOutcome::Completed)
+        } else {
+            // Our lease ran out meanwhile and another call took the claim over.
+            Ok(ChunkOutcome::Assembling)
+        }
+    }
+
+    /// Checks that the ledger holds exactly chunks 1..=total and that their sizes add up
+    /// to the file's size, before anything is assembled.
+    async fn check_chunks(
+        &self,
+        key: &UploadKey,
+        meta: &UploadMeta,
+        total_chunks: u64,
+    ) -> Result<(), ObjectChunksError> {
+        let recorded = self.ledger.chunks(key).await?;
+        for (expected, chunk) in (1..=total_chunks).zip(&recorded) {
+            if chunk.number != expected {
+                return Err(ObjectChunksError::MissingChunk(expected));
+            }
+        }
+        if (recorded.len() as u64) < total_chunks {
+            return Err(ObjectChunksError::MissingChunk(recorded.len() as u64 + 1));
+        }
+        let size: u64 = recorded.iter().map(|c| c.size).sum();
+        if recorded.len() as u64 != total_chunks || size != meta.total_size {
+            return Err(ObjectChunksError::Sizes {
+                chunks: recorded.len() as u64,
+                bytes: size,
+            });
+        }
+        Ok(())
     }
 
     /// The whole assembled file (for tests and small files; stream large ones with the
@@ -467,7 +534,12 @@ impl ObjectChunks {
         match parts.put_part(&path, &id, part_index, payload).await {
             Ok(part) => Ok(Some(part.content_id)),
             // The upload was completed (or aborted) meanwhile: nothing to add.
-            Err(e) if self.ledger.state(key).await? == Some(UploadState::Complete) => {
+            Err(e)
+                if matches!(
+                    self.ledger.state(key).await?,
+                    Some(UploadState::Complete | UploadState::Assembling)
+                ) =>
+            {
                 tracing::debug!(%key, number, error = %e, "late duplicate part dropped");
                 Ok(None)
             }
@@ -480,6 +552,7 @@ impl ObjectChunks {
         &self,
         parts: &Arc<dyn MultipartStore>,
         key: &UploadKey,
+        meta: &UploadMeta,
     ) -> Result<(), ObjectChunksError> {
         let id = self
             .ledger
@@ -494,10 +567,16 @@ impl ObjectChunks {
                 .ok_or(ObjectChunksError::MissingChunk(chunk.number))?;
             ids.push(PartId { content_id });
         }
-        parts
-            .complete_multipart(&self.complete_path(key), &id, ids)
-            .await?;
-        Ok(())
+        let path = self.complete_path(key);
+        match parts.complete_multipart(&path, &id, ids).await {
+            Ok(_) => Ok(()),
+            // Completed already by an assembler whose lease ran out (the upload id is
+            // gone): the object is there, with the file's size.
+            Err(e) => match self.store.head(&path).await {
+                Ok(object) if object.size == meta.total_size => Ok(()),
+                _ => Err(e.into()),
+            },
+        }
     }
 
     /// Streams the chunk objects, in order, into the complete object.
@@ -510,11 +589,11 @@ impl ObjectChunks {
             let chunk = match self.store.get(&self.chunk_path(key, number)).await {
                 Ok(chunk) => chunk,
                 Err(object_store::Error::NotFound { .. }) => {
-                    writer.abort().await?;
+                    let _ = writer.abort().await;
                     return Err(ObjectChunksError::MissingChunk(number));
                 }
                 Err(e) => {
-                    writer.abort().await?;
+                    let _ = writer.abort().await;
                     return Err(e.into());
                 }
             };
@@ -523,11 +602,14 @@ impl ObjectChunks {
                 let piece = match piece {
                     Ok(piece) => piece,
                     Err(e) => {
-                        writer.abort().await?;
+                        let _ = writer.abort().await;
                         return Err(e.into());
                     }
                 };
-                writer.wait_for_capacity(ASSEMBLY_PARTS_IN_FLIGHT).await?;
+                if let Err(e) = writer.wait_for_capacity(ASSEMBLY_PARTS_IN_FLIGHT).await {
+                    let _ = writer.abort().await;
+                    return Err(e.into());
+                }
                 writer.put(piece);
             }
         }

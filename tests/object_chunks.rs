@@ -347,6 +347,35 @@ async fn a_short_or_long_body_is_refused_and_not_recorded(backend: db::Backend) 
                 "{number}"
             );
         }
+        // Chunks whose sizes do not add up to the file's are never assembled.
+        let odd = File::new("odd-sizes", 30, 10, 12);
+        for (number, text) in [(1, &b"0123456789"[..]), (2, b"0123456789"), (3, b"01234")] {
+            let outcome = chunks
+                .put_chunk(
+                    &odd.key,
+                    &odd.meta,
+                    3,
+                    number,
+                    text.len() as u64,
+                    body(text),
+                )
+                .await;
+            if number < 3 {
+                assert_eq!(outcome.unwrap(), ChunkOutcome::Recorded);
+            } else {
+                assert!(
+                    matches!(
+                        outcome,
+                        Err(ObjectChunksError::Sizes {
+                            chunks: 3,
+                            bytes: 25
+                        })
+                    ),
+                    "{kind:?}: {outcome:?}"
+                );
+            }
+        }
+        assert!(chunks.read_complete(&odd.key).await.is_err(), "{kind:?}");
         // Another upload under the same key with other sizes is refused.
         let mut other = file.meta.clone();
         other.total_size = 31;
@@ -530,7 +559,60 @@ async fn a_lost_chunk_object_is_asked_for_again_and_the_upload_completes(backend
     }
 }
 
+/// A server that recorded the last chunk and claimed the assembly, then died: the upload
+/// stays unassembled while the claim's lease holds; after it, `finish` (what a test
+/// request calls once every chunk is in) assembles it.
+async fn a_dead_assemblers_upload_is_finished_after_its_lease(backend: db::Backend) {
+    use object_store::{ObjectStoreExt, PutPayload};
+    use sea_orm_resumable::ledger::Claim;
+    for kind in [Store::Local, Store::S3] {
+        let dir = tempfile::tempdir().unwrap();
+        let Some(db) = db::connect(backend, dir.path()).await else {
+            return;
+        };
+        let Some(objects) = store(kind, dir.path()) else {
+            continue;
+        };
+        tables(&db).await;
+        let prefix = unique_prefix();
+        let lease = std::time::Duration::from_millis(300);
+        let ledger = ChunkLedger::new(db).with_lease(lease);
+        let chunks = ObjectChunks::new(objects.clone(), ledger.clone()).with_prefix(&prefix);
+        let file = File::new("orphaned", 300, 100, 11);
+        file.send(&chunks, 1).await.unwrap();
+        file.send(&chunks, 2).await.unwrap();
+        // The dead server: chunk 3 stored and recorded, the claim won, nothing more.
+        let third = object_store::path::Path::from(format!("{prefix}/chunks/{}/3", file.key));
+        objects
+            .put(&third, PutPayload::from(file.piece(3).to_vec()))
+            .await
+            .unwrap();
+        ledger.record(&file.key, 3, 100, None).await.unwrap();
+        assert!(matches!(
+            ledger.claim(&file.key).await.unwrap(),
+            Claim::Won(_)
+        ));
+        assert_eq!(
+            chunks.finish(&file.key).await.unwrap(),
+            ChunkOutcome::Assembling
+        );
+        assert!(chunks.read_complete(&file.key).await.is_err(), "{kind:?}");
+        tokio::time::sleep(lease + std::time::Duration::from_millis(100)).await;
+        assert_eq!(
+            chunks.finish(&file.key).await.unwrap(),
+            ChunkOutcome::Completed
+        );
+        let stored = chunks.read_complete(&file.key).await.unwrap();
+        assert_eq!(sha256(&stored), sha256(&file.bytes), "{kind:?}");
+        assert_eq!(
+            chunks.finish(&file.key).await.unwrap(),
+            ChunkOutcome::AlreadyComplete
+        );
+    }
+}
+
 on_both_databases!(
+    a_dead_assemblers_upload_is_finished_after_its_lease,
     a_lost_chunk_object_is_asked_for_again_and_the_upload_completes,
     large_chunks_go_straight_in_as_parts_from_either_server,
     expiry_removes_an_abandoned_upload_and_its_chunk_objects,

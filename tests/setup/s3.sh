@@ -5,7 +5,8 @@
 # run again: a server already answering on the port is kept.
 #
 # s3s-fs 0.14.1: the newest release that builds with Rust 1.95 (0.15+ needs 1.96).
-# Data under target/s3-test (a bucket per test is made by the tests).
+# Data under target/s3-test, in the bucket `resumable-test` (each test uses a prefix of
+# its own).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -15,8 +16,8 @@ if [ ! -x "$root/bin/s3s-fs" ]; then
     cargo install -q -j"${JOBS:-2}" s3s-fs --version 0.14.1 --features binary --locked \
         --root "$root" >&2
 fi
+mkdir -p target/s3-test/resumable-test
 if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-    mkdir -p target/s3-test/resumable-test
     setsid nohup "$root/bin/s3s-fs" --host 127.0.0.1 --port "$port" \
         --access-key resumable-test --secret-key resumable-test-secret \
         target/s3-test > target/s3-test.log 2>&1 < /dev/null &
@@ -24,5 +25,10 @@ if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
         if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then break; fi
         sleep 0.1
     done
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+        echo "s3s-fs did not start on port $port:" >&2
+        cat target/s3-test.log >&2
+        exit 1
+    fi
 fi
 echo "http://127.0.0.1:$port"
