@@ -19,6 +19,16 @@
 //! server → store), so completion of a large file takes as long as downloading and
 //! uploading it once from the server. Run it where the bandwidth to the store is good.
 //!
+//! **Why `object_store` (Arrow's) and not Apache OpenDAL.** Chunks of one file arrive at
+//! different servers. `object_store`'s [`MultipartStore`] exposes the multipart upload id
+//! and each part's id, so any server can add a part to one upload and another can complete
+//! it: with [`ObjectChunks::with_parts`] large chunks go straight in as parts and
+//! completion is one request. OpenDAL's writer keeps the upload id to itself, so a
+//! multipart upload cannot be shared between processes. Both reach S3 and S3-compatible
+//! stores, GCS and Azure, and `object_store` presigns URLs (`Signer`) for S3, GCS and
+//! Azure. Loco's storage is built on OpenDAL; a Loco app passes an `object_store` client
+//! for the same bucket here (the two coexist), and Loco keeps serving its own files.
+//!
 //! A chunk body is buffered up to [`SMALL_CHUNK`] and stored with one `PUT`; a larger one
 //! is streamed as a multipart upload of its own, so memory per request is bounded too.
 //!
