@@ -56,6 +56,29 @@ fn store(kind: Store, dir: &Path) -> Option<Arc<dyn ObjectStore>> {
     }
 }
 
+/// Why a test case cannot run here.
+enum Skip {
+    /// PostgreSQL is not configured: skip the whole test.
+    Database,
+    /// The S3 server is not configured: skip this store.
+    Store,
+}
+
+/// A temporary directory, a database of `backend` with the ledger's tables, and a client
+/// of a `kind` store.
+async fn fixture(
+    backend: db::Backend,
+    kind: Store,
+) -> Result<(tempfile::TempDir, DatabaseConnection, Arc<dyn ObjectStore>), Skip> {
+    let dir = tempfile::tempdir().unwrap();
+    let db = db::connect(backend, dir.path())
+        .await
+        .ok_or(Skip::Database)?;
+    let objects = store(kind, dir.path()).ok_or(Skip::Store)?;
+    tables(&db).await;
+    Ok((dir, db, objects))
+}
+
 /// Object chunks over `store` and `db`, under a prefix of their own in the bucket.
 fn chunks(store: Arc<dyn ObjectStore>, db: DatabaseConnection, prefix: &str) -> ObjectChunks {
     ObjectChunks::new(store, ChunkLedger::new(db)).with_prefix(prefix)
@@ -139,6 +162,12 @@ impl File {
     }
 }
 
+/// The assembled file of `file` is there, byte for byte.
+async fn assert_complete(chunks: &ObjectChunks, file: &File, kind: Store) {
+    let stored = chunks.read_complete(&file.key).await.unwrap();
+    assert_eq!(sha256(&stored), sha256(&file.bytes), "{kind:?}");
+}
+
 fn sha256(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
@@ -158,14 +187,11 @@ async fn chunks_in_any_order_with_duplicates_are_assembled_once_byte_for_byte(
     backend: db::Backend,
 ) {
     for kind in [Store::Local, Store::S3] {
-        let dir = tempfile::tempdir().unwrap();
-        let Some(db) = db::connect(backend, dir.path()).await else {
-            return;
+        let (_dir, db, objects) = match fixture(backend, kind).await {
+            Ok(fixture) => fixture,
+            Err(Skip::Database) => return,
+            Err(Skip::Store) => continue,
         };
-        let Some(objects) = store(kind, dir.path()) else {
-            continue;
-        };
-        tables(&db).await;
         let prefix = unique_prefix();
         let chunks = chunks(objects.clone(), db, &prefix);
         // 23 chunks of 100 000 bytes, the last one 150 000.
@@ -179,8 +205,7 @@ async fn chunks_in_any_order_with_duplicates_are_assembled_once_byte_for_byte(
             }
         }
         assert_eq!(completed, 1, "{kind:?}: completed once");
-        let stored = chunks.read_complete(&file.key).await.unwrap();
-        assert_eq!(sha256(&stored), sha256(&file.bytes), "{kind:?}");
+        assert_complete(&chunks, &file, kind).await;
         assert_eq!(chunk_objects_left(&objects, &prefix).await, 0, "{kind:?}");
         // A late duplicate neither stores a chunk again nor assembles again.
         assert_eq!(
@@ -277,14 +302,11 @@ async fn two_servers_sharing_twenty_uploads_complete_each_exactly_once(backend: 
 /// of at least 5 MiB), and the file as 8 MiB assembly parts.
 async fn a_large_chunk_is_streamed_and_assembled_in_parts(backend: db::Backend) {
     for kind in [Store::Local, Store::S3] {
-        let dir = tempfile::tempdir().unwrap();
-        let Some(db) = db::connect(backend, dir.path()).await else {
-            return;
+        let (_dir, db, objects) = match fixture(backend, kind).await {
+            Ok(fixture) => fixture,
+            Err(Skip::Database) => return,
+            Err(Skip::Store) => continue,
         };
-        let Some(objects) = store(kind, dir.path()) else {
-            continue;
-        };
-        tables(&db).await;
         let chunks = chunks(objects, db, &unique_prefix());
         let file = File::new("large", 2 * (20 << 20) + 12_345, 20 << 20, 3);
         assert_eq!(file.send(&chunks, 2).await.unwrap(), ChunkOutcome::Recorded);
@@ -292,21 +314,17 @@ async fn a_large_chunk_is_streamed_and_assembled_in_parts(backend: db::Backend) 
             file.send(&chunks, 1).await.unwrap(),
             ChunkOutcome::Completed
         );
-        let stored = chunks.read_complete(&file.key).await.unwrap();
-        assert_eq!(sha256(&stored), sha256(&file.bytes), "{kind:?}");
+        assert_complete(&chunks, &file, kind).await;
     }
 }
 
 async fn a_short_or_long_body_is_refused_and_not_recorded(backend: db::Backend) {
     for kind in [Store::Local, Store::S3] {
-        let dir = tempfile::tempdir().unwrap();
-        let Some(db) = db::connect(backend, dir.path()).await else {
-            return;
+        let (_dir, db, objects) = match fixture(backend, kind).await {
+            Ok(fixture) => fixture,
+            Err(Skip::Database) => return,
+            Err(Skip::Store) => continue,
         };
-        let Some(objects) = store(kind, dir.path()) else {
-            continue;
-        };
-        tables(&db).await;
         let chunks = chunks(objects, db, &unique_prefix());
         let file = File::new("cut", 30, 10, 4);
         let body = |text: &'static [u8]| {
@@ -388,14 +406,11 @@ async fn a_short_or_long_body_is_refused_and_not_recorded(backend: db::Backend) 
 
 async fn expiry_removes_an_abandoned_upload_and_its_chunk_objects(backend: db::Backend) {
     for kind in [Store::Local, Store::S3] {
-        let dir = tempfile::tempdir().unwrap();
-        let Some(db) = db::connect(backend, dir.path()).await else {
-            return;
+        let (_dir, db, objects) = match fixture(backend, kind).await {
+            Ok(fixture) => fixture,
+            Err(Skip::Database) => return,
+            Err(Skip::Store) => continue,
         };
-        let Some(objects) = store(kind, dir.path()) else {
-            continue;
-        };
-        tables(&db).await;
         let prefix = unique_prefix();
         let chunks = chunks(objects.clone(), db, &prefix);
         let abandoned = File::new("abandoned", 50, 10, 5);
@@ -528,14 +543,11 @@ async fn large_chunks_go_straight_in_as_parts_from_either_server(backend: db::Ba
 /// once it is sent again the file completes.
 async fn a_lost_chunk_object_is_asked_for_again_and_the_upload_completes(backend: db::Backend) {
     for kind in [Store::Local, Store::S3] {
-        let dir = tempfile::tempdir().unwrap();
-        let Some(db) = db::connect(backend, dir.path()).await else {
-            return;
+        let (_dir, db, objects) = match fixture(backend, kind).await {
+            Ok(fixture) => fixture,
+            Err(Skip::Database) => return,
+            Err(Skip::Store) => continue,
         };
-        let Some(objects) = store(kind, dir.path()) else {
-            continue;
-        };
-        tables(&db).await;
         let prefix = unique_prefix();
         let chunks = chunks(objects.clone(), db, &prefix);
         let file = File::new("lost", 300, 100, 10);
@@ -554,8 +566,7 @@ async fn a_lost_chunk_object_is_asked_for_again_and_the_upload_completes(backend
             file.send(&chunks, 2).await.unwrap(),
             ChunkOutcome::Completed
         );
-        let stored = chunks.read_complete(&file.key).await.unwrap();
-        assert_eq!(sha256(&stored), sha256(&file.bytes), "{kind:?}");
+        assert_complete(&chunks, &file, kind).await;
     }
 }
 
@@ -566,14 +577,11 @@ async fn a_dead_assemblers_upload_is_finished_after_its_lease(backend: db::Backe
     use object_store::{ObjectStoreExt, PutPayload};
     use sea_orm_resumable::ledger::Claim;
     for kind in [Store::Local, Store::S3] {
-        let dir = tempfile::tempdir().unwrap();
-        let Some(db) = db::connect(backend, dir.path()).await else {
-            return;
+        let (_dir, db, objects) = match fixture(backend, kind).await {
+            Ok(fixture) => fixture,
+            Err(Skip::Database) => return,
+            Err(Skip::Store) => continue,
         };
-        let Some(objects) = store(kind, dir.path()) else {
-            continue;
-        };
-        tables(&db).await;
         let prefix = unique_prefix();
         let lease = std::time::Duration::from_millis(300);
         let ledger = ChunkLedger::new(db).with_lease(lease);
@@ -602,8 +610,7 @@ async fn a_dead_assemblers_upload_is_finished_after_its_lease(backend: db::Backe
             chunks.finish(&file.key).await.unwrap(),
             ChunkOutcome::Completed
         );
-        let stored = chunks.read_complete(&file.key).await.unwrap();
-        assert_eq!(sha256(&stored), sha256(&file.bytes), "{kind:?}");
+        assert_complete(&chunks, &file, kind).await;
         assert_eq!(
             chunks.finish(&file.key).await.unwrap(),
             ChunkOutcome::AlreadyComplete
