@@ -5,15 +5,18 @@
 //! Two tables, created by [`create_tables`] (put it in a migration):
 //!
 //! * `resumable_upload` — one row per upload: its key, its [`UploadMeta`] as JSON (the
-//!   first server to see the upload writes it; the others read it), the number of chunks,
-//!   and its state: `open`, `assembling` (one server won the right to assemble it, at
+//!   first server to see the upload writes it; the others read it), its size, and its
+//!   state: `open`, `assembling` (one server won the right to assemble it, at
 //!   `claimed_at`) or `complete`.
 //! * `resumable_chunk` — one row per chunk that is in: upload key, chunk number, size
 //!   and, for stores that need it, a part id (an S3 ETag). The primary key (key, number)
 //!   makes a duplicate or retried chunk a no-op.
 //!
-//! Completion is one conditional `UPDATE`: `open` → `assembling` where the chunk count
-//! equals the number of chunks. Whoever records a chunk and then claims sees every chunk
+//! Completion is one conditional `UPDATE`: `open` → `assembling` where the sizes of the
+//! recorded chunks add up to the file's size. That needs no chunk count, which clients
+//! leave ambiguous (resumable.js's last chunk holds the remainder, up to twice the chunk
+//! size, unless `forceChunkSize` is on: see [`crate::layout`]); with every chunk's size
+//! checked against the layout, chunks adding up to the file are all of them. Whoever records a chunk and then claims sees every chunk
 //! committed before its claim, so once the last chunk is recorded the first claim wins
 //! (the call that recorded it, unless another claim comes first), and the row lock makes
 //! sure only one does. A claim is a lease: a server that died while assembling loses it
@@ -39,7 +42,7 @@
 //!     relative_path: None, content_type: None, total_size: 3, chunk_size: 1,
 //!     created_at: 0, instance: "a".into(),
 //! };
-//! ledger.open(&key, &meta, 3).await.unwrap();
+//! ledger.open(&key, &meta).await.unwrap();
 //! for number in [2, 1, 2] {
 //!     assert!(ledger.record(&key, number, 1, None).await.is_ok());
 //!     assert!(matches!(ledger.claim(&key).await.unwrap(), Claim::NotAllIn));
@@ -72,7 +75,7 @@ enum ResumableUpload {
     Table,
     Key,
     Meta,
-    TotalChunks,
+    TotalSize,
     State,
     ClaimedAt,
     CreatedAt,
@@ -118,7 +121,7 @@ pub fn create_tables() -> [TableCreateStatement; 2] {
         )
         .col(ColumnDef::new(ResumableUpload::Meta).text().not_null())
         .col(
-            ColumnDef::new(ResumableUpload::TotalChunks)
+            ColumnDef::new(ResumableUpload::TotalSize)
                 .big_integer()
                 .not_null(),
         )
@@ -265,28 +268,23 @@ impl ChunkLedger {
         self
     }
 
-    /// Makes the upload known with `meta` and `total_chunks`, unless a server did
-    /// already; returns the metadata the ledger holds (the first server's).
-    pub async fn open(
-        &self,
-        key: &UploadKey,
-        meta: &UploadMeta,
-        total_chunks: u64,
-    ) -> Result<UploadMeta, DbErr> {
+    /// Makes the upload known with `meta`, unless a server did already; returns the
+    /// metadata the ledger holds (the first server's).
+    pub async fn open(&self, key: &UploadKey, meta: &UploadMeta) -> Result<UploadMeta, DbErr> {
         let json = serde_json::to_string(meta).map_err(|e| DbErr::Custom(e.to_string()))?;
         let insert = Query::insert()
             .into_table(ResumableUpload::Table)
             .columns([
                 ResumableUpload::Key,
                 ResumableUpload::Meta,
-                ResumableUpload::TotalChunks,
+                ResumableUpload::TotalSize,
                 ResumableUpload::State,
                 ResumableUpload::CreatedAt,
             ])
             .values_panic([
                 key_text(key).into(),
                 json.into(),
-                as_i64(total_chunks)?.into(),
+                as_i64(meta.total_size)?.into(),
                 OPEN.into(),
                 now_millis().into(),
             ])
@@ -316,22 +314,6 @@ impl ChunkLedger {
         serde_json::from_str(&json)
             .map(Some)
             .map_err(|e| DbErr::Custom(format!("upload {key}: bad metadata: {e}")))
-    }
-
-    /// The upload's chunk count, if the ledger knows it.
-    pub async fn total_chunks(&self, key: &UploadKey) -> Result<Option<u64>, DbErr> {
-        let select = Query::select()
-            .column(ResumableUpload::TotalChunks)
-            .from(ResumableUpload::Table)
-            .and_where(Expr::col(ResumableUpload::Key).eq(key_text(key)))
-            .to_owned();
-        match self.db.query_one(&select).await? {
-            Some(row) => {
-                let total: i64 = row.try_get("", "total_chunks")?;
-                Ok(u64::try_from(total).ok())
-            }
-            None => Ok(None),
-        }
     }
 
     /// The id of the store's multipart upload that chunks go into as parts, once a
@@ -475,13 +457,16 @@ impl ChunkLedger {
         }))
     }
 
-    /// Claims the right to assemble the upload: won by exactly one caller once every
-    /// chunk is in (or again once the winner's lease has run out).
+    /// Claims the right to assemble the upload: won by exactly one caller once the
+    /// recorded chunks add up to the file's size (or again once the winner's lease has
+    /// run out).
     pub async fn claim(&self, key: &UploadKey) -> Result<Claim, DbErr> {
         let now = now_millis();
         let expired = now.saturating_sub(i64::try_from(self.lease.as_millis()).unwrap_or(i64::MAX));
-        let chunk_count = Query::select()
-            .expr(Expr::col(ResumableChunk::Number).count())
+        // SUM over no rows is NULL, which equals nothing: a zero-byte file completes
+        // once its one (empty) chunk is recorded, not before.
+        let recorded_bytes = Query::select()
+            .expr(Expr::col(ResumableChunk::Size).sum())
             .from(ResumableChunk::Table)
             .and_where(Expr::col(ResumableChunk::UploadKey).eq(key_text(key)))
             .to_owned();
@@ -498,8 +483,8 @@ impl ChunkLedger {
                         .and(Expr::col(ResumableUpload::ClaimedAt).lt(expired))),
             )
             .and_where(
-                Expr::col(ResumableUpload::TotalChunks)
-                    .eq(Expr::SubQuery(None, Box::new(chunk_count.into()))),
+                Expr::col(ResumableUpload::TotalSize)
+                    .eq(Expr::SubQuery(None, Box::new(recorded_bytes.into()))),
             )
             .to_owned();
         if self.db.execute(&update).await?.rows_affected() == 1 {

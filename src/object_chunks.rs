@@ -55,9 +55,9 @@
 //! let body = |text: &'static str| {
 //!     futures_util::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from(text))])
 //! };
-//! let first = chunks.put_chunk(&key, &meta, 2, 2, 3, body("lo!")).await.unwrap();
+//! let first = chunks.put_chunk(&key, &meta, 2, 3, body("lo!")).await.unwrap();
 //! assert_eq!(first, ChunkOutcome::Recorded);
-//! let last = chunks.put_chunk(&key, &meta, 2, 1, 3, body("hel")).await.unwrap();
+//! let last = chunks.put_chunk(&key, &meta, 1, 3, body("hel")).await.unwrap();
 //! assert_eq!(last, ChunkOutcome::Completed);
 //! assert_eq!(chunks.read_complete(&key).await.unwrap(), &b"hello!"[..]);
 //! # });
@@ -129,16 +129,16 @@ pub enum ObjectChunksError {
     /// The database failed.
     #[error(transparent)]
     Ledger(#[from] sea_orm::DbErr),
-    /// The chunk number is not between 1 and the upload's chunk count.
-    #[error("chunk {number} is not one of the upload's {total} chunks")]
+    /// The chunk number is 0, or its chunk would start past the end of the file.
+    #[error("chunk {number} is not one of the file's (at most {most} chunks)")]
     BadNumber {
         /// The chunk number sent.
         number: u64,
-        /// The upload's chunk count.
-        total: u64,
+        /// The most chunks the file can have: ⌈size / chunk size⌉ (at least 1).
+        most: u64,
     },
     /// The recorded chunks do not make up the file (their sizes do not add up to its
-    /// size, or there are more of them than it has); nothing is assembled.
+    /// size); nothing is assembled.
     #[error("the recorded chunks ({chunks}, {bytes} bytes) do not make up the file")]
     Sizes {
         /// Chunks recorded.
@@ -224,10 +224,11 @@ impl ObjectChunks {
     }
 
     /// The multipart store, when chunks of this upload go in as parts.
-    fn parts_for(&self, meta: &UploadMeta, total_chunks: u64) -> Option<&Arc<dyn MultipartStore>> {
+    fn parts_for(&self, meta: &UploadMeta) -> Option<&Arc<dyn MultipartStore>> {
         self.parts.as_ref().filter(|_| {
             (MIN_PART as u64..=MAX_PART_CHUNK).contains(&meta.chunk_size)
-                && total_chunks <= MAX_PARTS
+                && meta.total_size > 0
+                && most_chunks(meta) <= MAX_PARTS
         })
     }
 
@@ -267,13 +268,13 @@ impl ObjectChunks {
     }
 
     /// Stores chunk `number` (1-based) of the upload: exactly `len` bytes from `body`,
-    /// then records it; the call that records the last chunk assembles the file.
-    /// `total_chunks` is the upload's chunk count (from its layout).
+    /// then records it; the call whose chunk completes the file assembles it. The caller
+    /// checks `len` against the upload's layout first ([`crate::layout::Layout::place`]):
+    /// completion is decided by the recorded sizes adding up to the file's size.
     pub async fn put_chunk<S, E>(
         &self,
         key: &UploadKey,
         meta: &UploadMeta,
-        total_chunks: u64,
         number: u64,
         len: u64,
         body: S,
@@ -282,17 +283,12 @@ impl ObjectChunks {
         S: Stream<Item = Result<Bytes, E>> + Send,
         E: std::fmt::Display,
     {
-        if number == 0 || number > total_chunks {
-            return Err(ObjectChunksError::BadNumber {
-                number,
-                total: total_chunks,
-            });
+        let most = most_chunks(meta);
+        if number == 0 || number > most {
+            return Err(ObjectChunksError::BadNumber { number, most });
         }
-        let known = self.ledger.open(key, meta, total_chunks).await?;
-        if known.total_size != meta.total_size
-            || known.chunk_size != meta.chunk_size
-            || self.ledger.total_chunks(key).await? != Some(total_chunks)
-        {
+        let known = self.ledger.open(key, meta).await?;
+        if known.total_size != meta.total_size || known.chunk_size != meta.chunk_size {
             return Err(ObjectChunksError::Mismatch);
         }
         // A duplicate that raced the first copy (both found the chunk missing) writes the
@@ -300,7 +296,7 @@ impl ObjectChunks {
         // may land after the chunk objects were deleted and is deleted below.
         let mut late_duplicate = false;
         if !self.ledger.has(key, number).await? {
-            if let Some(parts) = self.parts_for(meta, total_chunks) {
+            if let Some(parts) = self.parts_for(meta) {
                 match self.put_part(parts, key, number, len, body).await? {
                     Some(part) => {
                         self.ledger.record(key, number, len, Some(&part)).await?;
@@ -334,19 +330,27 @@ impl ObjectChunks {
             Claim::Assembling => return Ok(ChunkOutcome::Assembling),
             Claim::Complete => return Ok(ChunkOutcome::AlreadyComplete),
         };
-        let (Some(meta), Some(total_chunks)) = (
-            self.ledger.meta(key).await?,
-            self.ledger.total_chunks(key).await?,
-        ) else {
+        let Some(meta) = self.ledger.meta(key).await? else {
             return Ok(ChunkOutcome::Recorded);
         };
-        let parts = self.parts_for(&meta, total_chunks);
-        let assembled = match self.check_chunks(key, &meta, total_chunks).await {
+        let parts = self.parts_for(&meta);
+        let mut chunk_count = 0;
+        let assembled = match self.check_chunks(key, &meta).await {
             Err(e) => Err(e),
-            Ok(()) => match parts {
-                Some(parts) => self.complete_parts(parts, key, &meta).await,
-                None => self.assemble(key, total_chunks).await,
-            },
+            Ok(count) => {
+                chunk_count = count;
+                match parts {
+                    Some(parts) => self.complete_parts(parts, key, &meta).await,
+                    // S3 has no multipart upload without a part: an empty file is a PUT.
+                    None if meta.total_size == 0 => self
+                        .store
+                        .put(&self.complete_path(key), PutPayload::default())
+                        .await
+                        .map(|_| ())
+                        .map_err(ObjectChunksError::from),
+                    None => self.assemble(key, count).await,
+                }
+            }
         };
         if let Err(e) = assembled {
             // A chunk whose object is gone (e.g. removed by a bucket rule) must be sent
@@ -360,7 +364,7 @@ impl ObjectChunks {
         }
         if self.ledger.complete(key, token).await? {
             if parts.is_none() {
-                self.delete_chunks(key, total_chunks).await?;
+                self.delete_chunks(key, chunk_count).await?;
             }
             Ok(ChunkOutcome::Completed)
         } else {
@@ -369,31 +373,27 @@ impl ObjectChunks {
         }
     }
 
-    /// Checks that the ledger holds exactly chunks 1..=total and that their sizes add up
-    /// to the file's size, before anything is assembled.
+    /// Checks that the ledger holds chunks 1..=n with no gap and that their sizes add up
+    /// to the file's size, before anything is assembled; returns n.
     async fn check_chunks(
         &self,
         key: &UploadKey,
         meta: &UploadMeta,
-        total_chunks: u64,
-    ) -> Result<(), ObjectChunksError> {
+    ) -> Result<u64, ObjectChunksError> {
         let recorded = self.ledger.chunks(key).await?;
-        for (expected, chunk) in (1..=total_chunks).zip(&recorded) {
+        for (expected, chunk) in (1..).zip(&recorded) {
             if chunk.number != expected {
                 return Err(ObjectChunksError::MissingChunk(expected));
             }
         }
-        if (recorded.len() as u64) < total_chunks {
-            return Err(ObjectChunksError::MissingChunk(recorded.len() as u64 + 1));
-        }
         let size: u64 = recorded.iter().map(|c| c.size).sum();
-        if recorded.len() as u64 != total_chunks || size != meta.total_size {
+        if size != meta.total_size {
             return Err(ObjectChunksError::Sizes {
                 chunks: recorded.len() as u64,
                 bytes: size,
             });
         }
-        Ok(())
+        Ok(recorded.len() as u64)
     }
 
     /// The whole assembled file (for tests and small files; stream large ones with the
@@ -696,4 +696,10 @@ where
         });
     }
     Ok(pieces.into_iter().collect())
+}
+
+/// The most chunks the file of `meta` can be cut into: ⌈size / chunk size⌉, at least 1
+/// (resumable.js's default mode makes ⌊size / chunk size⌋, its last chunk the larger).
+fn most_chunks(meta: &UploadMeta) -> u64 {
+    meta.total_size.div_ceil(meta.chunk_size.max(1)).max(1)
 }

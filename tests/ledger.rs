@@ -48,8 +48,8 @@ async fn duplicates_are_recorded_once_and_the_first_metadata_wins(backend: Backe
     tables(&b).await; // IF NOT EXISTS: a second server may run it too
     let (a, b) = (ChunkLedger::new(a), ChunkLedger::new(b));
     let k = key("dup");
-    let first = a.open(&k, &meta("dup", "first", 3), 3).await.unwrap();
-    let second = b.open(&k, &meta("dup", "second", 3), 3).await.unwrap();
+    let first = a.open(&k, &meta("dup", "first", 3)).await.unwrap();
+    let second = b.open(&k, &meta("dup", "second", 3)).await.unwrap();
     assert_eq!(first.instance, "first");
     assert_eq!(
         second.instance, "first",
@@ -107,7 +107,7 @@ async fn parallel_chunks_through_two_pools_complete_each_upload_exactly_once(bac
                 let id = format!("upload-{upload}");
                 let k = key(&id);
                 ledger
-                    .open(&k, &meta(&id, &format!("{i}"), CHUNKS), CHUNKS)
+                    .open(&k, &meta(&id, &format!("{i}"), CHUNKS))
                     .await
                     .unwrap();
                 ledger.record(&k, number, 10, None).await.unwrap();
@@ -150,7 +150,7 @@ async fn a_claim_past_its_lease_is_taken_over_and_the_old_token_is_refused(backe
         ChunkLedger::new(b).with_lease(lease),
     );
     let k = key("lease");
-    a.open(&k, &meta("lease", "x", 1), 1).await.unwrap();
+    a.open(&k, &meta("lease", "x", 1)).await.unwrap();
     a.record(&k, 1, 10, None).await.unwrap();
     let Claim::Won(old) = a.claim(&k).await.unwrap() else {
         panic!("all chunks are in")
@@ -180,7 +180,7 @@ async fn a_claim_past_its_lease_is_taken_over_and_the_old_token_is_refused(backe
     // A claim given back (its assembly failed) can be won again at once, and only by
     // its holder's token.
     let k = key("released");
-    a.open(&k, &meta("released", "r", 1), 1).await.unwrap();
+    a.open(&k, &meta("released", "r", 1)).await.unwrap();
     a.record(&k, 1, 10, None).await.unwrap();
     let Claim::Won(first) = a.claim(&k).await.unwrap() else {
         panic!("all in")
@@ -204,7 +204,7 @@ async fn the_migration_crate_creates_the_ledger_and_can_undo_it(backend: Backend
     Migrator::up(&db, None).await.unwrap();
     let ledger = ChunkLedger::new(db.clone());
     let k = key("migrated");
-    ledger.open(&k, &meta("migrated", "m", 1), 1).await.unwrap();
+    ledger.open(&k, &meta("migrated", "m", 1)).await.unwrap();
     assert!(ledger.record(&k, 1, 10, None).await.unwrap());
     Migrator::down(&db, None).await.unwrap();
     assert!(ledger.has(&k, 1).await.is_err(), "the tables are gone");
@@ -220,10 +220,10 @@ async fn stale_uploads_are_the_idle_unfinished_and_the_long_complete(backend: Ba
     tables(&db).await;
     let ledger = ChunkLedger::new(db);
     let (idle, busy, done, fresh) = (key("idle"), key("busy"), key("done"), key("fresh"));
-    ledger.open(&idle, &meta("idle", "i", 2), 2).await.unwrap();
+    ledger.open(&idle, &meta("idle", "i", 2)).await.unwrap();
     ledger.record(&idle, 1, 10, None).await.unwrap();
-    ledger.open(&busy, &meta("busy", "b", 2), 2).await.unwrap();
-    ledger.open(&done, &meta("done", "d", 1), 1).await.unwrap();
+    ledger.open(&busy, &meta("busy", "b", 2)).await.unwrap();
+    ledger.open(&done, &meta("done", "d", 1)).await.unwrap();
     ledger.record(&done, 1, 10, None).await.unwrap();
     let Claim::Won(token) = ledger.claim(&done).await.unwrap() else {
         panic!("all in")
@@ -231,10 +231,7 @@ async fn stale_uploads_are_the_idle_unfinished_and_the_long_complete(backend: Ba
     assert!(ledger.complete(&done, token).await.unwrap());
     tokio::time::sleep(Duration::from_millis(300)).await;
     ledger.record(&busy, 2, 10, None).await.unwrap();
-    ledger
-        .open(&fresh, &meta("fresh", "f", 2), 2)
-        .await
-        .unwrap();
+    ledger.open(&fresh, &meta("fresh", "f", 2)).await.unwrap();
     let long = Duration::from_secs(3600);
     let short = Duration::from_millis(200);
     let mut found = ledger.stale(short, long).await.unwrap();
