@@ -9,7 +9,9 @@ use axum::{
 };
 use futures_util::StreamExt;
 
-use crate::{ChunkParams, Scope, UploadError, UploadStatus, Uploads, uploads::drain};
+use crate::{
+    ChunkParams, Scope, UploadError, UploadStatus, Uploads, store::BodyPace, uploads::drain,
+};
 
 /// Longest form field (other than the chunk) read from a multipart body.
 const MAX_FORM_FIELD: usize = 64 * 1024;
@@ -137,7 +139,7 @@ async fn upload_chunk(State(uploads): State<Uploads>, request: Request) -> Respo
             }
             .await;
             if result.is_err() {
-                drain(&mut stream, limit, idle).await;
+                drain(&mut stream, limit, BodyPace::refusal(idle)).await;
             }
             return result;
         }
@@ -151,7 +153,7 @@ async fn upload_chunk(State(uploads): State<Uploads>, request: Request) -> Respo
         if result.is_err() {
             // Lets the client read the refusal instead of a connection reset.
             while let Ok(Some(field)) = form.next_field().await {
-                drain(field, limit, idle).await;
+                drain(field, limit, BodyPace::refusal(idle)).await;
             }
         }
         result
@@ -248,7 +250,12 @@ impl Uploads {
     pub async fn refuse(&self, request: Request, response: impl IntoResponse) -> Response {
         let settings = self.settings();
         let (limit, idle) = (settings.max_body_size(), settings.body_idle_timeout);
-        drain(request.into_body().into_data_stream(), limit as u64, idle).await;
+        drain(
+            request.into_body().into_data_stream(),
+            limit as u64,
+            BodyPace::refusal(idle),
+        )
+        .await;
         response.into_response()
     }
 }

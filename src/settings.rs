@@ -70,7 +70,8 @@ pub struct Settings {
     ///
     /// Turning it off leaves the bytes to the page cache, like most upload servers
     /// (rustus, tusd, Django's file storage): on the benchmark machine 1 GiB uploads went
-    /// from ~41 % to ~60 % of what an HTTP sink takes (BENCHMARKS.md), at the price that
+    /// from 32–40 % to 44–64 % of what an HTTP sink takes (medians of two runs,
+    /// BENCHMARKS.md), though not faster to the disk, at the price that
     /// a power cut or kernel crash can leave a recorded chunk whose bytes are gone, i.e.
     /// a corrupt file.
     pub sync_data: bool,

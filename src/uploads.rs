@@ -581,7 +581,8 @@ impl Uploads {
             .claim(params.chunk_number, place.implies, idle)
             .await?
         {
-            Claim::Stored => drain(body, place.len, idle).await,
+            // A duplicate gets the same time as a chunk that is written.
+            Claim::Stored => drain(body, place.len, self.pace(place.len)).await,
             Claim::Write(claim) => {
                 registry
                     .store
@@ -696,18 +697,19 @@ impl Uploads {
 /// Reads and drops up to `limit` bytes of a body we do not need, so the client reads our
 /// answer instead of a connection reset (browsers report a reset as a network error and
 /// retry, or give up without the reason). A longer body is cut off there.
-/// A body still coming after `idle` in all is given up on, so a trickling client cannot
-/// hold the connection by being refused.
-pub(crate) async fn drain<S, E>(body: S, limit: u64, idle: Duration)
+/// A body silent for `pace.idle`, or still coming after `pace.limit` in all, is given up
+/// on, so a trickling client cannot hold the connection.
+pub(crate) async fn drain<S, E>(body: S, limit: u64, pace: BodyPace)
 where
     S: Stream<Item = Result<Bytes, E>>,
 {
     let mut body = std::pin::pin!(body);
     let mut seen = 0u64;
-    let deadline = tokio::time::Instant::now() + idle;
+    let deadline = tokio::time::Instant::now() + pace.limit.unwrap_or(Duration::MAX / 4);
     while seen <= limit {
-        match tokio::time::timeout_at(deadline, body.next()).await {
-            Ok(Some(Ok(frame))) => seen += frame.len() as u64,
+        let frame = tokio::time::timeout_at(deadline, tokio::time::timeout(pace.idle, body.next()));
+        match frame.await {
+            Ok(Ok(Some(Ok(frame)))) => seen += frame.len() as u64,
             _ => break,
         }
     }

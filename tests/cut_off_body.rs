@@ -283,3 +283,56 @@ async fn a_refused_request_trickling_its_body_is_answered_within_the_idle_timeou
         "the refusal waited {took:?} for a body that kept coming"
     );
 }
+
+#[tokio::test]
+async fn a_duplicate_chunk_arriving_at_an_allowed_rate_is_read_to_its_end() {
+    let media = tempfile::tempdir().unwrap();
+    let settings = sea_orm_resumable::Settings {
+        body_idle_timeout: std::time::Duration::from_millis(300),
+        min_body_rate: 1000,
+        ..settings(media.path())
+    };
+    let uploads = sea_orm_resumable::Uploads::builder(settings, secret())
+        .build()
+        .await
+        .unwrap();
+    let params = sea_orm_resumable::ChunkParams {
+        chunk_number: 1,
+        chunk_size: 2000,
+        current_chunk_size: 2000,
+        total_size: 4000,
+        identifier: "duplicate".into(),
+        filename: "d.bin".into(),
+        relative_path: None,
+        content_type: None,
+        file_part: "file".into(),
+        field: None,
+    };
+    let scope = sea_orm_resumable::Scope::anonymous();
+    let whole =
+        futures_util::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from(vec![5u8; 2000]))]);
+    uploads.receive_chunk(&scope, &params, whole).await.unwrap();
+    // The same chunk again, 100 bytes every 50 ms: 1 s in all, over three idle timeouts
+    // but at 2000 B/s, within what a chunk written for the first time is allowed.
+    let read = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = read.clone();
+    let again = futures_util::stream::unfold(0, move |sent| {
+        let counter = counter.clone();
+        async move {
+            (sent < 20).then_some(())?;
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            counter.fetch_add(100, std::sync::atomic::Ordering::SeqCst);
+            Some((
+                Ok::<_, std::io::Error>(bytes::Bytes::from(vec![5u8; 100])),
+                sent + 1,
+            ))
+        }
+    });
+    let status = uploads.receive_chunk(&scope, &params, again).await.unwrap();
+    assert!(!status.complete);
+    assert_eq!(
+        read.load(std::sync::atomic::Ordering::SeqCst),
+        2000,
+        "the whole body was read, so the client gets the answer rather than a reset"
+    );
+}

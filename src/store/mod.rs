@@ -110,3 +110,13 @@ pub(crate) struct BodyPace {
     pub idle: std::time::Duration,
     pub limit: Option<std::time::Duration>,
 }
+
+impl BodyPace {
+    /// For a body read only to be dropped after a refusal: `idle` in all.
+    pub fn refusal(idle: std::time::Duration) -> Self {
+        Self {
+            idle,
+            limit: Some(idle),
+        }
+    }
+}
