@@ -61,7 +61,7 @@ pub async fn run(args: &Args, http: &reqwest::Client, source: Arc<File>) -> Resu
         args.repeat
     );
     println!(
-        "| file | completing request | min–max | last 32 chunk requests (median) | completing − those | save (move) | min–max | server peak RSS (max) |"
+        "| file | completing request | min–max | last 32 chunk requests (median) | completing − those (median of per-run differences) | save (move) | min–max | server peak RSS (max) |"
     );
     println!("|---|---|---|---|---|---|---|---|");
     // What completion adds: the completing request minus a chunk request near the end of

@@ -148,7 +148,7 @@ pub async fn run(
         args.repeat
     );
     println!(
-        "| server | protocol | flushes | MiB/s median | MiB/s min–max | ÷ sink | ours multipart ÷ this | ours octet ÷ this | answers saying complete | server CPU s/GiB | client CPU s/GiB | MiB/s on disk (with the sync after) | on disk ÷ sink |"
+        "| server | protocol | flushes | MiB/s median | MiB/s min–max | ÷ sink (median of per-round ratios) | ours multipart ÷ this (same flush mode) | ours octet ÷ this (same flush mode) | answers saying complete | server CPU s/GiB | client CPU s/GiB | MiB/s on disk (with a sync(2) after) | on disk ÷ sink |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for (index, contender) in contenders.iter().enumerate() {
