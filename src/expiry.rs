@@ -47,8 +47,26 @@ impl Uploads {
     /// finished more than `complete_expiry` before; and leftovers of interrupted saves
     /// (reservations, data kept for them, staged copies) older than `complete_expiry`.
     /// Uploads being written or saved are kept.
+    ///
+    /// In shared mode ([`UploadsBuilder::object_storage`](crate::UploadsBuilder::object_storage))
+    /// the ledger's times decide, counted from the present (`now` is not used): see
+    /// [`ObjectChunks::expire`](crate::object_chunks::ObjectChunks::expire); uploads
+    /// whose save is under way are kept.
     pub async fn expire_as_of(&self, now: SystemTime) -> io::Result<ExpiryReport> {
         let settings = self.settings();
+        #[cfg(feature = "object-store")]
+        if let Some(shared) = self.shared() {
+            let removed = shared
+                .chunks
+                .expire(settings.incomplete_expiry, settings.complete_expiry)
+                .await
+                .map_err(io::Error::other)?;
+            return Ok(ExpiryReport {
+                incomplete: removed.incomplete,
+                complete: removed.complete,
+                leftovers: 0,
+            });
+        }
         let media_root = settings.media_root.clone();
         let mut report = ExpiryReport::default();
         for (chunks_upload_to, registry) in self.registries() {

@@ -55,6 +55,9 @@ mod open_uploads;
 mod protocol;
 mod scope;
 mod settings;
+#[cfg(feature = "object-store")]
+mod shared;
+pub mod storage;
 mod store;
 mod token;
 mod upload;

@@ -152,6 +152,15 @@ pub enum ObjectChunksError {
     MissingChunk(u64),
 }
 
+/// What [`ObjectChunks::expire`] removed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Expired {
+    /// Unfinished uploads.
+    pub incomplete: usize,
+    /// Complete uploads no model saved.
+    pub complete: usize,
+}
+
 /// What storing a chunk did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ChunkOutcome {
@@ -242,6 +251,16 @@ impl ObjectChunks {
     pub fn with_prefix(mut self, prefix: &str) -> Self {
         self.prefix = ObjectPath::from(prefix);
         self
+    }
+
+    /// The prefix chunk and assembled objects are kept under.
+    pub fn prefix(&self) -> &ObjectPath {
+        &self.prefix
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
     }
 
     /// The ledger chunks are recorded in.
@@ -425,21 +444,27 @@ impl ObjectChunks {
 
     /// Removes uploads nobody finished within `incomplete_expiry` (counted from their last
     /// chunk) and complete ones no model saved within `complete_expiry` (see
-    /// [`ChunkLedger::stale`]); returns how many. Run it from one server now and then, e.g.
-    /// hourly.
+    /// [`ChunkLedger::stale`]); returns how many of each. Run it from one server now and
+    /// then, e.g. hourly.
     pub async fn expire(
         &self,
         incomplete_expiry: std::time::Duration,
         complete_expiry: std::time::Duration,
-    ) -> Result<usize, ObjectChunksError> {
+    ) -> Result<Expired, ObjectChunksError> {
         let stale = self
             .ledger
             .stale(incomplete_expiry, complete_expiry)
             .await?;
+        let mut expired = Expired::default();
         for key in &stale {
+            if self.ledger.state(key).await? == Some(UploadState::Complete) {
+                expired.complete += 1;
+            } else {
+                expired.incomplete += 1;
+            }
             self.remove(key).await?;
         }
-        Ok(stale.len())
+        Ok(expired)
     }
 
     /// Writes exactly `len` bytes of `body` to `path`: one `PUT` when small, a multipart
@@ -591,40 +616,15 @@ impl ObjectChunks {
 
     /// Streams the chunk objects, in order, into the complete object.
     async fn assemble(&self, key: &UploadKey, total_chunks: u64) -> Result<(), ObjectChunksError> {
-        let mut writer = WriteMultipart::new_with_chunk_size(
-            self.store.put_multipart(&self.complete_path(key)).await?,
-            ASSEMBLY_PART,
-        );
-        for number in 1..=total_chunks {
-            let chunk = match self.store.get(&self.chunk_path(key, number)).await {
-                Ok(chunk) => chunk,
-                Err(object_store::Error::NotFound { .. }) => {
-                    let _ = writer.abort().await;
-                    return Err(ObjectChunksError::MissingChunk(number));
-                }
-                Err(e) => {
-                    let _ = writer.abort().await;
-                    return Err(e.into());
-                }
-            };
-            let mut pieces = chunk.into_stream();
-            while let Some(piece) = pieces.next().await {
-                let piece = match piece {
-                    Ok(piece) => piece,
-                    Err(e) => {
-                        let _ = writer.abort().await;
-                        return Err(e.into());
-                    }
-                };
-                if let Err(e) = writer.wait_for_capacity(ASSEMBLY_PARTS_IN_FLIGHT).await {
-                    let _ = writer.abort().await;
-                    return Err(e.into());
-                }
-                writer.put(piece);
-            }
-        }
-        writer.finish().await?;
-        Ok(())
+        let sources: Vec<_> = (1..=total_chunks)
+            .map(|number| self.chunk_path(key, number))
+            .collect();
+        concatenate(&*self.store, &sources, &self.complete_path(key))
+            .await
+            .map_err(|e| match e {
+                Concatenate::Missing(index) => ObjectChunksError::MissingChunk(index as u64 + 1),
+                Concatenate::Store(e) => e.into(),
+            })
     }
 
     async fn delete_chunks(
@@ -657,6 +657,59 @@ fn not_found_is_fine(e: object_store::Error) -> Result<(), object_store::Error> 
         object_store::Error::NotFound { .. } => Ok(()),
         e => Err(e),
     }
+}
+
+/// Why [`concatenate`] failed.
+#[derive(Debug)]
+pub(crate) enum Concatenate {
+    /// The source at this index is missing.
+    Missing(usize),
+    /// The store failed.
+    Store(object_store::Error),
+}
+
+/// Streams the objects `sources`, in order, into one object at `to` (a multipart upload
+/// of [`ASSEMBLY_PART`] parts, at most [`ASSEMBLY_PARTS_IN_FLIGHT`] in flight: memory
+/// stays bounded whatever the sizes). Aborted on any failure.
+pub(crate) async fn concatenate(
+    store: &dyn ObjectStore,
+    sources: &[ObjectPath],
+    to: &ObjectPath,
+) -> Result<(), Concatenate> {
+    let mut writer = WriteMultipart::new_with_chunk_size(
+        store.put_multipart(to).await.map_err(Concatenate::Store)?,
+        ASSEMBLY_PART,
+    );
+    for (index, source) in sources.iter().enumerate() {
+        let failed = match store.get(source).await {
+            Ok(object) => {
+                let mut pieces = object.into_stream();
+                let mut failed = None;
+                while let Some(piece) = pieces.next().await {
+                    let written = match piece {
+                        Ok(piece) => writer
+                            .wait_for_capacity(ASSEMBLY_PARTS_IN_FLIGHT)
+                            .await
+                            .map(|()| writer.put(piece)),
+                        Err(e) => Err(e),
+                    };
+                    if let Err(e) = written {
+                        failed = Some(Concatenate::Store(e));
+                        break;
+                    }
+                }
+                failed
+            }
+            Err(object_store::Error::NotFound { .. }) => Some(Concatenate::Missing(index)),
+            Err(e) => Some(Concatenate::Store(e)),
+        };
+        if let Some(e) = failed {
+            let _ = writer.abort().await;
+            return Err(e);
+        }
+    }
+    writer.finish().await.map_err(Concatenate::Store)?;
+    Ok(())
 }
 
 /// Aborts the multipart upload under way, if any, and returns `error`.

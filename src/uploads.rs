@@ -46,7 +46,7 @@ type CompletionHook = Box<dyn Fn(&CompletedUpload) + Send + Sync>;
 /// ```
 #[derive(Clone)]
 pub struct Uploads {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 impl std::fmt::Debug for Uploads {
@@ -58,11 +58,11 @@ impl std::fmt::Debug for Uploads {
     }
 }
 
-struct Inner {
+pub(crate) struct Inner {
     settings: Settings,
-    secret: Secret,
+    pub(crate) secret: Secret,
     scope: Box<dyn ScopeResolver>,
-    on_complete: Vec<CompletionHook>,
+    pub(crate) on_complete: Vec<CompletionHook>,
     /// Uploads in the default chunk directory.
     registry: Registry,
     /// Uploads in a field's own chunk directory (`CHUNKS_UPLOAD_TO`), by that directory.
@@ -71,6 +71,9 @@ struct Inner {
     fields: HashMap<String, FieldRules>,
     /// Unfinished uploads per scope, for `max_open_uploads`.
     open: OpenUploads,
+    /// Chunks and files on object storage, shared by several servers.
+    #[cfg(feature = "object-store")]
+    pub(crate) shared: Option<crate::shared::SharedStorage>,
 }
 
 /// Builds [`Uploads`]: see [`Uploads::builder`].
@@ -97,6 +100,8 @@ pub struct UploadsBuilder {
     scope: Box<dyn ScopeResolver>,
     on_complete: Vec<CompletionHook>,
     fields: HashMap<String, FieldRules>,
+    #[cfg(feature = "object-store")]
+    pub(crate) shared: Option<crate::shared::SharedStorage>,
 }
 
 /// How many of a file's first bytes the content type is judged from.
@@ -105,10 +110,10 @@ pub(crate) const SNIFF_BYTES: usize = 8192;
 /// What the endpoint knows of a registered model field: where its chunks go, and the
 /// limits it can check before the upload is done (the form checks them again at the end).
 #[derive(Clone, Copy, Debug)]
-struct FieldRules {
-    chunks_upload_to: Option<&'static str>,
-    max_size: Option<u64>,
-    content_types: &'static [&'static str],
+pub(crate) struct FieldRules {
+    pub chunks_upload_to: Option<&'static str>,
+    pub max_size: Option<u64>,
+    pub content_types: &'static [&'static str],
 }
 
 impl FieldRules {
@@ -131,7 +136,7 @@ impl FieldRules {
     }
 
     /// Refuses a file whose first chunk shows a content type the field does not allow.
-    fn check_head(&self, head: &[u8]) -> Result<(), UploadError> {
+    pub(crate) fn check_head(&self, head: &[u8]) -> Result<(), UploadError> {
         if self.content_types.is_empty() {
             return Ok(());
         }
@@ -274,6 +279,8 @@ impl UploadsBuilder {
                 registry: Registry::new(store),
                 field_registries,
                 fields: self.fields,
+                #[cfg(feature = "object-store")]
+                shared: self.shared,
             }),
         };
         uploads.count_open_uploads().await?;
@@ -290,6 +297,8 @@ impl Uploads {
             scope: Box::new(AnonymousScope),
             on_complete: Vec::new(),
             fields: HashMap::new(),
+            #[cfg(feature = "object-store")]
+            shared: None,
         }
     }
 
@@ -304,6 +313,27 @@ impl Uploads {
             .scope
             .resolve(parts)
             .ok_or_else(|| UploadError::BadRequest("this request has no upload scope".into()))
+    }
+
+    /// Where saved files are: the object store in shared mode
+    /// ([`UploadsBuilder::object_storage`]), else the local [`media`](Self::media)
+    /// directory. Read, link to and delete stored files through it.
+    ///
+    /// ```
+    /// use sea_orm_resumable::{Secret, Settings, Uploads};
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// # let media = tempfile::tempdir().unwrap();
+    /// let uploads = Uploads::builder(Settings::new(media.path()), Secret::generate()).build().await.unwrap();
+    /// let storage = uploads.storage();
+    /// assert!(!storage.exists("docs/a.pdf").await.unwrap());
+    /// # });
+    /// ```
+    pub fn storage(&self) -> std::sync::Arc<dyn crate::storage::FileStorage> {
+        #[cfg(feature = "object-store")]
+        if let Some(storage) = self.shared_storage() {
+            return storage;
+        }
+        std::sync::Arc::new(self.media())
     }
 
     /// The media root and URL, with every chunk directory marked private.
@@ -372,7 +402,7 @@ impl Uploads {
     }
 
     /// How long a body of `len` bytes may take (see [`Settings::min_body_rate`]).
-    fn pace(&self, len: u64) -> BodyPace {
+    pub(crate) fn pace(&self, len: u64) -> BodyPace {
         let settings = &self.inner.settings;
         let limit = (settings.min_body_rate > 0).then(|| {
             settings.body_idle_timeout
@@ -412,7 +442,11 @@ impl Uploads {
 
     /// Refuses a request whose sizes disagree with the upload's earlier chunks.
     fn check_same_upload(upload: &Upload, params: &ChunkParams) -> Result<(), UploadError> {
-        let meta = &upload.meta;
+        Self::check_sizes(&upload.meta, params)
+    }
+
+    /// Refuses a request whose sizes disagree with the upload's metadata.
+    pub(crate) fn check_sizes(meta: &UploadMeta, params: &ChunkParams) -> Result<(), UploadError> {
         let differs = |what: &str, was: u64| {
             UploadError::BadRequest(format!(
                 "the {what} disagrees with earlier chunks of this upload (was {was})"
@@ -510,6 +544,10 @@ impl Uploads {
             .map_err(|e| UploadError::BadRequest(e.to_string()))?;
         let (rules, registry) = self.registry_for(params)?;
         rules.check_size(params.total_size)?;
+        #[cfg(feature = "object-store")]
+        if let Some(shared) = self.shared() {
+            return self.test_chunk_shared(shared, scope, params).await;
+        }
         let dir = rules.chunks_upload_to;
         let key = UploadKey::derive(scope, &params.identifier);
         let Some(upload) = registry.find(key).await? else {
@@ -558,6 +596,12 @@ impl Uploads {
                 .map_or(0, |d| d.as_secs()),
             instance: uuid::Uuid::new_v4().simple().to_string(),
         };
+        #[cfg(feature = "object-store")]
+        if let Some(shared) = self.shared() {
+            return self
+                .receive_chunk_shared(shared, scope, (rules, place), params, meta, body)
+                .await;
+        }
         if registry.find(key).await?.is_none()
             && !self.inner.open.try_open(scope.as_str(), (dir, key))
         {
@@ -627,6 +671,10 @@ impl Uploads {
         chunks_upload_to: Option<&'static str>,
     ) -> Result<PendingUpload, FileFieldError> {
         let key = self.inner.secret.verify(scope, token)?;
+        #[cfg(feature = "object-store")]
+        if let Some(shared) = self.shared() {
+            return self.pending_upload_shared(shared, scope, key).await;
+        }
         let registry = self
             .registry(chunks_upload_to)
             .ok_or(FileFieldError::NotRegistered(
@@ -666,6 +714,10 @@ impl Uploads {
         chunks_upload_to: Option<&str>,
     ) -> Result<UploadStatus, FileFieldError> {
         let key = self.inner.secret.verify(scope, token)?;
+        #[cfg(feature = "object-store")]
+        if let Some(shared) = self.shared() {
+            return self.upload_status_shared(shared, scope, key).await;
+        }
         let registry = self
             .registry(chunks_upload_to)
             .ok_or(FileFieldError::UnknownUpload)?;

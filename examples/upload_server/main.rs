@@ -16,6 +16,7 @@
 
 mod document;
 mod login;
+mod shared;
 mod web;
 
 use axum::http::request::Parts;
@@ -66,6 +67,23 @@ struct Args {
     /// A user who may log in, as NAME:PASSWORD (repeat for more users).
     #[arg(long = "user", value_name = "NAME:PASSWORD", value_parser = login::parse_user_flag, requires = "require_login")]
     users: Vec<login::UserFlag>,
+    /// Keep chunks and saved files in this S3 bucket instead of the media root, with
+    /// which chunks are in recorded in the database: every server started with the same
+    /// bucket and --database-url serves the same uploads (put them behind one load
+    /// balancer). Chunks go under <chunk-subdir>/ in the bucket; credentials come from
+    /// AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.
+    #[arg(long, env = "RESUMABLE_S3_BUCKET")]
+    s3_bucket: Option<String>,
+    /// Endpoint of an S3-compatible server (MinIO, Ceph, R2, s3s-fs…); default: AWS.
+    #[arg(long, env = "RESUMABLE_S3_ENDPOINT", requires = "s3_bucket")]
+    s3_endpoint: Option<String>,
+    /// The bucket's region.
+    #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
+    s3_region: String,
+    /// Send chunks of 5–64 MiB straight into the file's multipart upload as its parts, so
+    /// completion copies nothing (every server must agree on this flag).
+    #[arg(long, requires = "s3_bucket")]
+    s3_parts: bool,
 }
 
 #[tokio::main]
@@ -97,14 +115,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         sync_data: !args.no_sync_data,
         ..Settings::new(&args.media_root)
     };
-    // Each logged-in user is an upload scope: nobody tests, writes or claims another
-    // user's uploads. Without --require-login everybody shares the anonymous scope.
-    let require_login = args.require_login;
-    let uploads = Uploads::builder(settings, secret)
-        .scope(move |parts: &Parts| login::scope_of(parts, require_login))
-        .build()
-        .await?;
-
     let database_url = match &args.database_url {
         Some(url) => url.clone(),
         None => {
@@ -115,6 +125,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let db = sea_orm::Database::connect(&database_url).await?;
     Migrator::up(&db, None).await?;
+
+    // Each logged-in user is an upload scope: nobody tests, writes or claims another
+    // user's uploads. Without --require-login everybody shares the anonymous scope.
+    let require_login = args.require_login;
+    let mut builder = Uploads::builder(settings, secret)
+        .scope(move |parts: &Parts| login::scope_of(parts, require_login));
+    if let Some(bucket) = &args.s3_bucket {
+        builder = shared::object_storage(builder, &args, bucket, &db)?;
+    }
+    let uploads = builder.build().await?;
     // Saves a crash cut short (the row stored, its file not yet in place, …) are finished
     // before anything is served.
     uploads.recover_saves(&db).await?;

@@ -251,10 +251,13 @@ async fn show_document(
     };
     let media = app.uploads.media();
     let path = doc.file.path().unwrap_or_default();
+    // The app's /media/ link: it checks the viewer, then serves the file (or, on object
+    // storage, sends the browser to a short-lived presigned URL).
     let url = doc.file.url(&media).unwrap_or_default();
-    let size = doc
-        .file
-        .size(&media)
+    let size = app
+        .uploads
+        .storage()
+        .size(path)
         .await
         .map_or("missing".into(), |s| format!("{s} bytes"));
     let body = format!(
@@ -292,6 +295,9 @@ async fn media_file(
             Err(e) => return AppError(e).into_response(),
         }
     }
+    if app.uploads.is_shared() {
+        return object_file(&app, &path).await;
+    }
     let mut response = match app.uploads.media().path(&path) {
         Ok(file) => match ServeFile::new(file).oneshot(request).await {
             Ok(response) => response.into_response(),
@@ -315,6 +321,37 @@ async fn media_file(
         HeaderValue::from_static("sandbox"),
     );
     response
+}
+
+/// A stored file on object storage: a redirect to a presigned URL valid for a minute
+/// (the bytes come from the store, on its own origin), or the bytes through the app for a
+/// store that cannot sign.
+async fn object_file(app: &App, path: &str) -> Response {
+    let storage = app.uploads.storage();
+    match storage.exists(path).await {
+        Ok(true) => {}
+        Ok(false) => return (StatusCode::NOT_FOUND, "not found").into_response(),
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
+            return (StatusCode::NOT_FOUND, "not found").into_response();
+        }
+        Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+    }
+    match storage.url(path, std::time::Duration::from_secs(60)).await {
+        Ok(url) => Redirect::temporary(&url).into_response(),
+        Err(e) if e.kind() == std::io::ErrorKind::Unsupported => match storage.read(path).await {
+            Ok(bytes) => (
+                [
+                    (header::CONTENT_DISPOSITION, "attachment"),
+                    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+                    (header::CONTENT_SECURITY_POLICY, "sandbox"),
+                ],
+                Body::from_stream(bytes),
+            )
+                .into_response(),
+            Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+        },
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+    }
 }
 
 /// The document form: a title and the file widget (and, with login, the CSRF token).

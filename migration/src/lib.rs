@@ -11,6 +11,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261125_000001_create_document;
 mod m20261126_000001_add_document_owner;
 mod m20261126_000002_create_chunk_ledger;
+mod m20261127_000001_create_save_reservations;
 
 /// Every migration of the example app, in order.
 pub struct Migrator;
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000001_create_document::Migration),
             Box::new(m20261126_000001_add_document_owner::Migration),
             Box::new(m20261126_000002_create_chunk_ledger::Migration),
+            Box::new(m20261127_000001_create_save_reservations::Migration),
         ]
     }
 }

@@ -11,7 +11,7 @@ pub struct Migration;
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        for table in sea_orm_resumable::ledger::create_tables() {
+        for table in sea_orm_resumable::ledger::create_upload_tables() {
             manager.create_table(table).await?;
         }
         Ok(())

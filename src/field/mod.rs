@@ -32,6 +32,8 @@
 mod column;
 mod moves;
 mod name;
+#[cfg(feature = "object-store")]
+mod object_save;
 mod recovery;
 mod save;
 mod value;

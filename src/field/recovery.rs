@@ -58,6 +58,10 @@ impl Uploads {
         &self,
         db: &Db,
     ) -> Result<RecoveryReport, DbErr> {
+        #[cfg(feature = "object-store")]
+        if let Some(shared) = self.shared() {
+            return super::object_save::recover(shared, db).await;
+        }
         let mut report = RecoveryReport::default();
         let chunk_dirs: Vec<PathBuf> = self
             .registries()

@@ -133,6 +133,21 @@ where
     let file_name = sanitize_file_name(&upload.meta.file_name);
     let wanted = <V::Options as UploadTo<AM>>::upload_to(model, &file_name);
     let wanted = stored_path(&wanted, V::Options::MAX_LENGTH).map_err(hook_error)?;
+    #[cfg(feature = "object-store")]
+    if let Some(shared) = upload.uploads.shared() {
+        let path = super::object_save::before_save(
+            upload.clone(),
+            shared,
+            wanted,
+            replaced,
+            destination,
+            db,
+        )
+        .await?;
+        return Ok(ActiveValue::Set(V::from_field(
+            ResumableFileField::stored_unchecked(path),
+        )));
+    }
 
     // An unfinished earlier save of this upload: refused if its row is stored (the upload
     // is taken); taken over if it goes to the same place (a retry after a failure, or the
@@ -214,6 +229,10 @@ where
         destination: destination_of::<M::Entity>(column)?,
         relative: path.to_owned(),
     };
+    #[cfg(feature = "object-store")]
+    if super::object_save::after_save(&key).await? {
+        return Ok(());
+    }
     let connection = connection_id(db);
     fault_point!("save-stored");
     let committed = blocking(move || {
@@ -275,7 +294,7 @@ where
 }
 
 /// The message of a save refused because the upload is already in a row.
-const ALREADY_SAVED: &str =
+pub(super) const ALREADY_SAVED: &str =
     "this upload is already saved in another row; please upload the file again";
 
 /// Runs blocking file work (and the move table, whose lock is held while a file is

@@ -120,3 +120,54 @@ impl BodyPace {
         }
     }
 }
+
+/// `body` with `pace` enforced: an error item (and the end) once no piece came for
+/// `pace.idle`, or the whole body is still coming after `pace.limit`; errors become their
+/// text. The returned cell holds the reason when the pace cut the body (so the caller
+/// can tell a slow client, who may retry, from a broken body).
+#[cfg(feature = "object-store")]
+pub(crate) fn paced<S, E>(
+    body: S,
+    pace: BodyPace,
+) -> (
+    impl futures_util::Stream<Item = Result<bytes::Bytes, String>> + Send,
+    std::sync::Arc<std::sync::OnceLock<String>>,
+)
+where
+    S: futures_util::Stream<Item = Result<bytes::Bytes, E>> + Send,
+    E: std::fmt::Display,
+{
+    use futures_util::StreamExt;
+    let cut = std::sync::Arc::new(std::sync::OnceLock::new());
+    let reason = cut.clone();
+    let limit = pace.limit.unwrap_or(std::time::Duration::MAX / 4);
+    let deadline = tokio::time::Instant::now() + limit;
+    let stream = futures_util::stream::unfold((Box::pin(body), false), move |(mut body, ended)| {
+        let reason = reason.clone();
+        async move {
+            if ended {
+                return None;
+            }
+            let next =
+                tokio::time::timeout_at(deadline, tokio::time::timeout(pace.idle, body.next()))
+                    .await;
+            let (item, ended) = match next {
+                Ok(Ok(Some(Ok(piece)))) => (Ok(piece), false),
+                Ok(Ok(Some(Err(e)))) => (Err(e.to_string()), true),
+                Ok(Ok(None)) => return None,
+                Ok(Err(_)) => (Err(cut_off(&reason, WriteError::Idle(pace.idle))), true),
+                Err(_) => (Err(cut_off(&reason, WriteError::TooSlow(limit))), true),
+            };
+            Some((item, (body, ended)))
+        }
+    });
+    (stream, cut)
+}
+
+/// Notes why the pace cut a body off, and returns it.
+#[cfg(feature = "object-store")]
+fn cut_off(reason: &std::sync::OnceLock<String>, e: WriteError) -> String {
+    let text = e.to_string();
+    let _ = reason.set(text.clone());
+    text
+}

@@ -51,14 +51,37 @@ pub fn start_with(media: &Path, extra: &[&str]) -> (Server, String) {
 /// Starts the example with extra flags and these crash points armed
 /// (`RESUMABLE_FAILPOINTS`, see src/faults.rs).
 pub fn start_armed(media: &Path, extra: &[&str], failpoints: &str) -> (Server, String) {
-    let mut child = Command::new(example_binary())
+    let mut command = Command::new(example_binary());
+    command.env("RESUMABLE_FAILPOINTS", failpoints);
+    start_command(command, media, extra)
+}
+
+/// Starts the example with extra flags, these environment variables, and its log
+/// (stderr) written to `log`.
+pub fn start_logged(
+    media: &Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+    log: &Path,
+) -> (Server, String) {
+    let mut command = Command::new(example_binary());
+    command
+        .envs(env.iter().copied())
+        .env("RUST_LOG", "info,sqlx=warn")
+        .stderr(std::fs::File::create(log).unwrap());
+    start_command(command, media, extra)
+}
+
+fn start_command(mut command: Command, media: &Path, extra: &[&str]) -> (Server, String) {
+    let mut child = command
         .args(["--bind", "127.0.0.1:0", "--media-root"])
         .arg(media)
         .args(extra)
         .env_remove("DATABASE_URL")
         .env_remove("RESUMABLE_SECRET")
         .env_remove("RESUMABLE_SUBDIR")
-        .env("RESUMABLE_FAILPOINTS", failpoints)
+        .env_remove("RESUMABLE_S3_BUCKET")
+        .env_remove("RESUMABLE_S3_ENDPOINT")
         .stdout(Stdio::piped())
         .spawn()
         .expect("build the example first: cargo build --examples (tests/run.sh does)");

@@ -2,7 +2,7 @@
 //! database, so that several servers sharing one store (issue: object storage and many
 //! servers) agree on it and decide completion exactly once.
 //!
-//! Two tables, created by [`create_tables`] (put it in a migration):
+//! Three tables, created by [`create_tables`] (put it in a migration):
 //!
 //! * `resumable_upload` — one row per upload: its key, its [`UploadMeta`] as JSON (the
 //!   first server to see the upload writes it; the others read it), its size, and its
@@ -11,6 +11,8 @@
 //! * `resumable_chunk` — one row per chunk that is in: upload key, chunk number, size
 //!   and, for stores that need it, a part id (an S3 ETag). The primary key (key, number)
 //!   makes a duplicate or retried chunk a no-op.
+//! * `resumable_save` — paths reserved for uploads being saved into a model's row
+//!   (see [`SaveReservation`]).
 //!
 //! Completion is one conditional `UPDATE`: `open` → `assembling` where the sizes of the
 //! recorded chunks add up to the file's size. That needs no chunk count, which clients
@@ -65,6 +67,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::{UploadKey, UploadMeta};
 
+mod saves;
+use saves::ResumableSave;
+pub use saves::{Reserved, SaveDestination, SaveReservation, create_save_table};
+
 /// How long a claim to assemble an upload holds before another server may take it over
 /// (default of [`ChunkLedger::new`]).
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(10 * 60);
@@ -97,8 +103,9 @@ const OPEN: &str = "open";
 const ASSEMBLING: &str = "assembling";
 const COMPLETE: &str = "complete";
 
-/// The `CREATE TABLE` statements of the ledger, for a migration
-/// (`manager.create_table(statement)` for each).
+/// The `CREATE TABLE` statements of every ledger table, for an app's own migration
+/// (`manager.create_table(statement)` for each): [`create_upload_tables`] and
+/// [`create_save_table`]. The crate's `migration/` makes them in two steps.
 ///
 /// ```
 /// use sea_orm::sea_query::SqliteQueryBuilder;
@@ -108,8 +115,20 @@ const COMPLETE: &str = "complete";
 ///     .collect();
 /// assert!(sql[0].starts_with(r#"CREATE TABLE IF NOT EXISTS "resumable_upload""#));
 /// assert!(sql[1].contains(r#"PRIMARY KEY ("upload_key", "number")"#));
+/// assert!(sql[2].starts_with(r#"CREATE TABLE IF NOT EXISTS "resumable_save""#));
 /// ```
-pub fn create_tables() -> [TableCreateStatement; 2] {
+pub fn create_tables() -> [TableCreateStatement; 3] {
+    let [uploads, chunks] = create_upload_tables();
+    [uploads, chunks, create_save_table()]
+}
+
+/// The `CREATE TABLE` statements of the uploads and their chunks (`resumable_upload`,
+/// `resumable_chunk`).
+///
+/// ```
+/// assert_eq!(sea_orm_resumable::ledger::create_upload_tables().len(), 2);
+/// ```
+pub fn create_upload_tables() -> [TableCreateStatement; 2] {
     let uploads = Table::create()
         .table(ResumableUpload::Table)
         .if_not_exists()
@@ -228,18 +247,18 @@ pub struct ChunkLedger {
     lease: Duration,
 }
 
-fn key_text(key: &UploadKey) -> String {
+pub(crate) fn key_text(key: &UploadKey) -> String {
     key.to_string()
 }
 
-fn as_i64(n: u64) -> Result<i64, DbErr> {
+pub(crate) fn as_i64(n: u64) -> Result<i64, DbErr> {
     i64::try_from(n).map_err(|_| DbErr::Custom(format!("{n} is too large for the ledger")))
 }
 
 /// Milliseconds since the Unix epoch. A claim's token is its time: a claim can only be
 /// taken over once `now - lease` has passed the old one, so the new token is always
 /// larger, even from another server (whose clock should agree to well within a lease).
-fn now_millis() -> i64 {
+pub(crate) fn now_millis() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
@@ -412,6 +431,20 @@ impl ChunkLedger {
         Ok(self.db.query_one(&select).await?.is_some())
     }
 
+    /// How many chunks are in.
+    pub async fn count(&self, key: &UploadKey) -> Result<u64, DbErr> {
+        let select = Query::select()
+            .expr_as(Expr::col(ResumableChunk::Number).count(), "count")
+            .from(ResumableChunk::Table)
+            .and_where(Expr::col(ResumableChunk::UploadKey).eq(key_text(key)))
+            .to_owned();
+        let Some(row) = self.db.query_one(&select).await? else {
+            return Ok(0);
+        };
+        let count: i64 = row.try_get("", "count")?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
     /// Every chunk that is in, by number.
     pub async fn chunks(&self, key: &UploadKey) -> Result<Vec<RecordedChunk>, DbErr> {
         let select = Query::select()
@@ -560,6 +593,16 @@ impl ChunkLedger {
             )
             .and_where(Expr::col(ResumableChunk::RecordedAt).gte(incomplete_before))
             .to_owned();
+        // A complete upload whose save is under way (or was cut short, see
+        // `Uploads::recover_saves`) is kept until the save is finished or dropped.
+        let being_saved = Query::select()
+            .expr(Expr::val(1))
+            .from(ResumableSave::Table)
+            .and_where(
+                Expr::col((ResumableSave::Table, ResumableSave::UploadKey))
+                    .equals((ResumableUpload::Table, ResumableUpload::Key)),
+            )
+            .to_owned();
         let select = Query::select()
             .column(ResumableUpload::Key)
             .from(ResumableUpload::Table)
@@ -577,7 +620,8 @@ impl ChunkLedger {
                     .add(
                         Expr::col(ResumableUpload::State)
                             .eq(COMPLETE)
-                            .and(Expr::col(ResumableUpload::ClaimedAt).lt(complete_before)),
+                            .and(Expr::col(ResumableUpload::ClaimedAt).lt(complete_before))
+                            .and(Expr::exists(being_saved).not()),
                     ),
             )
             .to_owned();

@@ -1,0 +1,245 @@
+//! Saving a file field when uploads are on object storage ([`crate::UploadsBuilder::object_storage`]).
+//!
+//! The same order as for local files, with the database in place of reservation files:
+//! `before_save` reserves a free path for the upload in the ledger's `resumable_save`
+//! table (unique, so two uploads saved at once, on any servers, never get one name) and
+//! puts it in the column; once the row is stored, `after_save` copies the assembled
+//! upload to that key inside the store, then forgets the upload (its objects and ledger
+//! rows) and, last, the reservation. A failed INSERT/UPDATE leaves the upload as it was
+//! (a retry takes the reservation over); a save cut short by a crash is finished or
+//! dropped by [`Uploads::recover_saves`](crate::Uploads::recover_saves) from any server.
+
+use sea_orm::{ConnectionTrait, DbErr};
+use std::{
+    collections::HashMap,
+    io,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use super::{
+    PendingUpload, RecoveryReport,
+    moves::{Destination, MoveKey, STALE_AFTER},
+    name::alternative_path,
+    save::{ALREADY_SAVED, row_holds},
+    value::hook_error,
+};
+use crate::{
+    UploadKey,
+    ledger::{Reserved, SaveDestination, UploadState},
+    shared::SharedStorage,
+    storage::FileStorage,
+};
+
+/// Attempts at a unique name before giving up.
+const NAME_ATTEMPTS: usize = 32;
+
+/// A save between its two hooks in this process.
+struct ObjectMove {
+    upload: Arc<PendingUpload>,
+    replaced: Option<String>,
+    since: Instant,
+}
+
+/// Saves between `before_save` and `after_save` in this process, by row and path.
+static MOVES: Mutex<Option<HashMap<MoveKey, ObjectMove>>> = Mutex::new(None);
+
+fn with_moves<T>(f: impl FnOnce(&mut HashMap<MoveKey, ObjectMove>) -> T) -> T {
+    let mut guard = MOVES.lock().unwrap_or_else(|e| e.into_inner());
+    f(guard.get_or_insert_with(HashMap::new))
+}
+
+impl From<&Destination> for SaveDestination {
+    fn from(d: &Destination) -> Self {
+        Self {
+            schema: d.schema.clone(),
+            table: d.table.clone(),
+            column: d.column.clone(),
+        }
+    }
+}
+
+impl From<SaveDestination> for Destination {
+    fn from(d: SaveDestination) -> Self {
+        Self {
+            schema: d.schema,
+            table: d.table,
+            column: d.column,
+        }
+    }
+}
+
+/// Remembers a reserved save for `after_save` (and drops entries whose `after_save`
+/// never came: their INSERT failed long ago).
+fn remember(key: MoveKey, upload: Arc<PendingUpload>, replaced: Option<String>) {
+    with_moves(|moves| {
+        moves.retain(|_, m| m.since.elapsed() < Duration::from_secs(24 * 60 * 60));
+        moves.insert(
+            key,
+            ObjectMove {
+                upload,
+                replaced,
+                since: Instant::now(),
+            },
+        );
+    });
+}
+
+/// The `before_save` half on object storage: reserves a free path near `wanted` for
+/// `upload` and returns it.
+pub(super) async fn before_save<Db: ConnectionTrait>(
+    upload: Arc<PendingUpload>,
+    shared: &SharedStorage,
+    wanted: String,
+    replaced: Option<String>,
+    destination: Destination,
+    db: &Db,
+) -> Result<String, DbErr> {
+    let ledger = shared.chunks.ledger();
+    let key = upload.key;
+    let save_destination = SaveDestination::from(&destination);
+    let mut candidate = wanted.clone();
+    for _ in 0..NAME_ATTEMPTS {
+        // An unfinished earlier save of this upload: refused if its row is stored (the
+        // upload is taken); taken over if it goes to the same place (a retry after a
+        // failed INSERT, or the same form twice); else given up for this one.
+        if let Some(earlier) = ledger.save_reservation(&key).await? {
+            let held = MoveKey {
+                destination: earlier.destination.clone().into(),
+                relative: earlier.path.clone(),
+            };
+            if row_holds(db, &held).await? {
+                return Err(hook_error(ALREADY_SAVED));
+            }
+            if earlier.wanted == wanted && earlier.destination == save_destination {
+                if ledger.renew_save(&earlier).await?.is_some() {
+                    remember(held, upload, replaced);
+                    return Ok(earlier.path);
+                }
+            } else {
+                ledger.drop_save(&earlier).await?;
+            }
+            continue;
+        }
+        if ledger.state(&key).await? != Some(UploadState::Complete) {
+            // Saved and forgotten by another save meanwhile.
+            return Err(hook_error(ALREADY_SAVED));
+        }
+        let target = MoveKey {
+            destination: destination.clone(),
+            relative: candidate.clone(),
+        };
+        let exists = shared.files.exists(&candidate).await.map_err(hook_error)?;
+        if !exists && !row_holds(db, &target).await? {
+            match ledger
+                .reserve_save(&key, &candidate, &wanted, &save_destination)
+                .await?
+            {
+                Reserved::Yes(_) => {
+                    remember(target, upload, replaced);
+                    return Ok(candidate);
+                }
+                // Another save of this upload got there first: decided above.
+                Reserved::UploadTaken => continue,
+                Reserved::PathTaken => {}
+            }
+        }
+        candidate = alternative_path(&wanted);
+    }
+    Err(hook_error(format!("no free name near {wanted:?}")))
+}
+
+/// The `after_save` half on object storage: if `key` is a save this process reserved,
+/// puts the file in place and returns true.
+pub(super) async fn after_save(key: &MoveKey) -> Result<bool, DbErr> {
+    let Some(save) = with_moves(|moves| moves.remove(key)) else {
+        return Ok(false);
+    };
+    let Some(shared) = save.upload.uploads.shared() else {
+        return Ok(false);
+    };
+    crate::faults::fault_point!("save-stored");
+    finish(
+        shared,
+        &save.upload.key,
+        &key.relative,
+        save.upload.meta.total_size,
+    )
+    .await
+    .map_err(|e| hook_error(format!("the row is saved but its file was not: {e}")))?;
+    if let Some(old) = save.replaced.filter(|old| old != &key.relative)
+        && let Err(e) = shared.files.delete(&old).await
+    {
+        tracing::warn!(path = old, error = %e, "could not delete a replaced file");
+    }
+    Ok(true)
+}
+
+/// Copies upload `key`'s file to `path` (unless there already), then, if the upload's
+/// reservation names `path`, forgets the upload and drops the reservation.
+async fn finish(shared: &SharedStorage, key: &UploadKey, path: &str, size: u64) -> io::Result<()> {
+    let source = shared.chunks.complete_path(key);
+    shared.files.copy_in(&source, path, size).await?;
+    crate::faults::fault_point!("save-linked");
+    let ledger = shared.chunks.ledger();
+    let reservation = ledger
+        .save_reservation(key)
+        .await
+        .map_err(io::Error::other)?;
+    if let Some(reservation) = reservation.filter(|r| r.path == path) {
+        if let Err(e) = shared.chunks.remove(key).await {
+            tracing::warn!(%key, error = %e, "could not remove a saved upload's objects");
+        }
+        crate::faults::fault_point!("save-released");
+        ledger
+            .drop_save(&reservation)
+            .await
+            .map_err(io::Error::other)?;
+    }
+    Ok(())
+}
+
+/// [`Uploads::recover_saves`](crate::Uploads::recover_saves) on object storage: every
+/// reservation older than a save may take, not under way in this process, is finished
+/// (its row is stored) or dropped (it is not).
+pub(super) async fn recover<Db: ConnectionTrait>(
+    shared: &SharedStorage,
+    db: &Db,
+) -> Result<RecoveryReport, DbErr> {
+    let mut report = RecoveryReport::default();
+    let ledger = shared.chunks.ledger();
+    for reservation in ledger.stale_save_reservations(STALE_AFTER).await? {
+        let key = MoveKey {
+            destination: reservation.destination.clone().into(),
+            relative: reservation.path.clone(),
+        };
+        if with_moves(|moves| moves.contains_key(&key)) {
+            report.left += 1;
+            continue;
+        }
+        match row_holds(db, &key).await {
+            Err(e) => {
+                tracing::warn!(path = reservation.path, error = %e, "save left: its table is not in this database");
+                report.left += 1;
+            }
+            Ok(false) => {
+                ledger.drop_save(&reservation).await?;
+                report.dropped += 1;
+            }
+            Ok(true) => {
+                let size = ledger
+                    .meta(&reservation.key)
+                    .await?
+                    .map_or(0, |meta| meta.total_size);
+                match finish(shared, &reservation.key, &reservation.path, size).await {
+                    Ok(()) => report.finished += 1,
+                    Err(e) => {
+                        tracing::error!(path = reservation.path, error = %e, "a stored row's file could not be put in place");
+                        report.lost += 1;
+                    }
+                }
+            }
+        }
+    }
+    Ok(report)
+}

@@ -1,0 +1,178 @@
+//! [`ObjectFiles`]: stored files in a bucket, through the `object_store` crate.
+
+use futures_util::{StreamExt, TryStreamExt};
+use object_store::{
+    ObjectStore, ObjectStoreExt,
+    path::Path as ObjectPath,
+    signer::{Method, Signer},
+};
+use std::{io, sync::Arc, time::Duration};
+
+use super::{ByteStream, FileStorage, invalid};
+use crate::media::check_relative;
+
+/// The largest object a server-side copy makes: S3's `CopyObject` stops at 5 GiB.
+pub const SERVER_COPY_LIMIT: u64 = 5 << 30;
+
+/// Stored files as objects: the file column's path is the object key. Saving a model
+/// copies the assembled upload to that key inside the store (a server-side copy up to
+/// [`SERVER_COPY_LIMIT`], a streamed one beyond), so no file passes through the app.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use object_store::{ObjectStoreExt, memory::InMemory, path::Path};
+/// use sea_orm_resumable::storage::{FileStorage, object::ObjectFiles, read_all};
+/// use std::sync::Arc;
+/// let store = Arc::new(InMemory::new());
+/// store.put(&Path::from("docs/a.txt"), "hello".into()).await.unwrap();
+/// let files = ObjectFiles::new(store).with_private("resumable");
+/// assert_eq!(read_all(&files, "docs/a.txt").await.unwrap(), b"hello");
+/// assert!(files.size("resumable/complete/x").await.is_err(), "chunks are not files");
+/// // InMemory cannot sign URLs; S3, GCS and Azure can (`with_signer`).
+/// assert!(files.url("docs/a.txt", std::time::Duration::from_secs(60)).await.is_err());
+/// # });
+/// ```
+#[derive(Clone, Debug)]
+pub struct ObjectFiles {
+    store: Arc<dyn ObjectStore>,
+    signer: Option<Arc<dyn Signer>>,
+    private: Vec<String>,
+    copy_limit: u64,
+}
+
+impl ObjectFiles {
+    /// Files in `store`, at the keys their columns hold.
+    pub fn new(store: Arc<dyn ObjectStore>) -> Self {
+        Self {
+            store,
+            signer: None,
+            private: Vec::new(),
+            copy_limit: SERVER_COPY_LIMIT,
+        }
+    }
+
+    /// Presigns [`FileStorage::url`]s with `signer` (the same client: `AmazonS3`,
+    /// `GoogleCloudStorage` and `MicrosoftAzure` are signers).
+    ///
+    /// ```no_run
+    /// use object_store::aws::AmazonS3Builder;
+    /// use sea_orm_resumable::storage::object::ObjectFiles;
+    /// use std::sync::Arc;
+    /// let s3 = Arc::new(AmazonS3Builder::from_env().with_bucket_name("media").build().unwrap());
+    /// let files = ObjectFiles::new(s3.clone()).with_signer(s3);
+    /// ```
+    pub fn with_signer(mut self, signer: Arc<dyn Signer>) -> Self {
+        self.signer = Some(signer);
+        self
+    }
+
+    /// Keeps keys under `prefix` (the chunks' prefix) out of reach: no stored path may
+    /// name them.
+    pub fn with_private(mut self, prefix: &str) -> Self {
+        let prefix = prefix.trim_matches('/').to_owned();
+        if !prefix.is_empty() {
+            self.private.push(prefix);
+        }
+        self
+    }
+
+    /// Copies objects larger than `bytes` by streaming them through the app instead of a
+    /// server-side copy (default [`SERVER_COPY_LIMIT`], S3's; lower it for a store with a
+    /// smaller limit).
+    pub fn with_server_copy_limit(mut self, bytes: u64) -> Self {
+        self.copy_limit = bytes;
+        self
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    /// The object key of the stored path `path`, refused if not plain or private.
+    pub fn key(&self, path: &str) -> io::Result<ObjectPath> {
+        check_relative(path).map_err(invalid)?;
+        let private = self.private.iter().any(|dir| {
+            path == dir
+                || path
+                    .strip_prefix(dir.as_str())
+                    .is_some_and(|rest| rest.starts_with('/'))
+        });
+        if private {
+            return Err(invalid(format!("{path:?} is in a private directory")));
+        }
+        ObjectPath::parse(path).map_err(invalid)
+    }
+
+    /// Copies the object `from` (of `size` bytes) to the stored path `path`, unless an
+    /// object is there already (a save being finished again after a crash).
+    pub(crate) async fn copy_in(&self, from: &ObjectPath, path: &str, size: u64) -> io::Result<()> {
+        let to = self.key(path)?;
+        if self.exists(path).await? {
+            return Ok(());
+        }
+        if size <= self.copy_limit {
+            return self.store.copy(from, &to).await.map_err(to_io);
+        }
+        crate::object_chunks::concatenate(&*self.store, std::slice::from_ref(from), &to)
+            .await
+            .map_err(|e| match e {
+                crate::object_chunks::Concatenate::Missing(_) => io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("the upload's file {from} is gone"),
+                ),
+                crate::object_chunks::Concatenate::Store(e) => to_io(e),
+            })
+    }
+}
+
+/// An `object_store` error as an I/O error (`NotFound` kept).
+pub(crate) fn to_io(e: object_store::Error) -> io::Error {
+    match e {
+        object_store::Error::NotFound { .. } => io::Error::new(io::ErrorKind::NotFound, e),
+        object_store::Error::NotSupported { .. } => io::Error::new(io::ErrorKind::Unsupported, e),
+        e => io::Error::other(e),
+    }
+}
+
+#[async_trait::async_trait]
+impl FileStorage for ObjectFiles {
+    async fn exists(&self, path: &str) -> io::Result<bool> {
+        match self.store.head(&self.key(path)?).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(to_io(e)),
+        }
+    }
+
+    async fn size(&self, path: &str) -> io::Result<u64> {
+        Ok(self.store.head(&self.key(path)?).await.map_err(to_io)?.size)
+    }
+
+    async fn read(&self, path: &str) -> io::Result<ByteStream> {
+        let object = self.store.get(&self.key(path)?).await.map_err(to_io)?;
+        Ok(object.into_stream().map_err(to_io).boxed())
+    }
+
+    async fn url(&self, path: &str, expires_in: Duration) -> io::Result<String> {
+        let key = self.key(path)?;
+        let Some(signer) = &self.signer else {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "this store has no signer: serve the file through the app (read)",
+            ));
+        };
+        let url = signer
+            .signed_url(Method::GET, &key, expires_in)
+            .await
+            .map_err(to_io)?;
+        Ok(url.to_string())
+    }
+
+    async fn delete(&self, path: &str) -> io::Result<()> {
+        match self.store.delete(&self.key(path)?).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(to_io(e)),
+        }
+    }
+}
