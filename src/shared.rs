@@ -210,19 +210,18 @@ impl Uploads {
         E: std::fmt::Display,
     {
         let key = UploadKey::derive(scope, &params.identifier);
-        if let Some(known) = Self::shared_meta(shared, &key, params).await? {
-            if shared
+        if let Some(known) = Self::shared_meta(shared, &key, params).await?
+            && shared
                 .chunks
                 .has_chunk(&key, params.chunk_number)
                 .await
                 .map_err(ledger_error)?
-            {
-                // A duplicate: read and dropped at a written chunk's pace.
-                drain(body, place.len, self.pace(place.len)).await;
-                let outcome = shared.chunks.finish(&key).await.map_err(chunk_error)?;
-                self.completed(shared, scope, &key, &known, outcome);
-                return self.shared_status(shared, scope, &key, &known).await;
-            }
+        {
+            // A duplicate: read and dropped at a written chunk's pace.
+            drain(body, place.len, self.pace(place.len)).await;
+            let outcome = shared.chunks.finish(&key).await.map_err(chunk_error)?;
+            self.completed(shared, scope, &key, &known, outcome);
+            return self.shared_status(shared, scope, &key, &known).await;
         }
         let (body, cut) = crate::store::paced(body, self.pace(place.len));
         let outcome = if place.offset == 0 && !rules.content_types.is_empty() {

@@ -10,40 +10,12 @@ mod example;
 
 use common::*;
 use example::*;
-use object_store::{ObjectStore, ObjectStoreExt, aws::AmazonS3Builder, path::Path as ObjectPath};
 use rand::seq::SliceRandom;
 use sea_orm::ConnectionTrait;
 use sea_orm_resumable::{Scope, UploadKey};
 use std::sync::Arc;
 
-const BUCKET: &str = "resumable-test";
 const SECRET: &str = "two-servers-share-this-secret";
-
-fn s3(endpoint: &str) -> Arc<dyn ObjectStore> {
-    Arc::new(
-        AmazonS3Builder::new()
-            .with_endpoint(endpoint)
-            .with_allow_http(true)
-            .with_bucket_name(BUCKET)
-            .with_region("us-east-1")
-            .with_access_key_id("resumable-test")
-            .with_secret_access_key("resumable-test-secret")
-            .with_virtual_hosted_style_request(false)
-            .build()
-            .unwrap(),
-    )
-}
-
-async fn object_sha256(store: &dyn ObjectStore, key: &str) -> String {
-    let bytes = store
-        .get(&ObjectPath::parse(key).unwrap())
-        .await
-        .unwrap_or_else(|e| panic!("{key}: {e}"))
-        .bytes()
-        .await
-        .unwrap();
-    sha256(&bytes)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_servers_share_uploads_complete_each_once_and_save_through_either() {
@@ -62,16 +34,13 @@ async fn two_servers_share_uploads_complete_each_once_and_save_through_either() 
         "--secret",
         SECRET,
         "--s3-bucket",
-        BUCKET,
+        TEST_BUCKET,
         "--s3-endpoint",
         &endpoint,
         "--chunk-subdir",
         &prefix,
     ];
-    let env = [
-        ("AWS_ACCESS_KEY_ID", "resumable-test"),
-        ("AWS_SECRET_ACCESS_KEY", "resumable-test-secret"),
-    ];
+    let env = TEST_S3_ENV;
     let logs = [root.path().join("a.log"), root.path().join("b.log")];
     // Each has a media root of its own: nothing may be kept there.
     let (server_a, url_a) = start_logged(&root.path().join("a/media"), &flags, &env, &logs[0]);
@@ -121,7 +90,7 @@ async fn two_servers_share_uploads_complete_each_once_and_save_through_either() 
     }
 
     // Each upload is complete, asked of either server, with one token for both.
-    let s3 = s3(&endpoint);
+    let s3 = test_bucket(&endpoint);
     let mut tokens = Vec::new();
     for (u, upload) in uploads.iter().enumerate() {
         let mut answers = Vec::new();
@@ -138,7 +107,7 @@ async fn two_servers_share_uploads_complete_each_once_and_save_through_either() 
         let key = UploadKey::derive(&Scope::anonymous(), &upload.identifier);
         let assembled = format!("{prefix}/complete/{key}");
         assert_eq!(
-            object_sha256(&*s3, &assembled).await,
+            object_sha256(&s3, &assembled).await,
             sha256(&upload.data),
             "upload {u}"
         );
@@ -185,7 +154,7 @@ async fn two_servers_share_uploads_complete_each_once_and_save_through_either() 
             format!("{} bytes", upload.data.len())
         );
         assert_eq!(
-            object_sha256(&*s3, &path).await,
+            object_sha256(&s3, &path).await,
             sha256(&upload.data),
             "{path}"
         );
@@ -204,16 +173,8 @@ async fn two_servers_share_uploads_complete_each_once_and_save_through_either() 
 
     // Saved uploads leave nothing behind: no chunk or assembled objects, no ledger rows,
     // nothing in either media root.
-    let left: Vec<_> = futures_util::TryStreamExt::try_collect::<Vec<_>>(
-        s3.list(Some(&ObjectPath::from(prefix.as_str()))),
-    )
-    .await
-    .unwrap();
-    assert!(
-        left.is_empty(),
-        "{:?}",
-        left.iter().map(|o| &o.location).collect::<Vec<_>>()
-    );
+    let left = objects_under(&s3, &prefix).await;
+    assert!(left.is_empty(), "{left:?}");
     let db = sea_orm::Database::connect(&database.url).await.unwrap();
     for table in ["resumable_upload", "resumable_chunk", "resumable_save"] {
         let row = db

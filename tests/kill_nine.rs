@@ -140,9 +140,17 @@ async fn killed_right_at_completion_the_upload_completes_after_restart() {
 /// starts it again (which recovers interrupted saves), and checks what the user sees and
 /// what is on disk.
 async fn killed_during_save_at(point: &str, extra: &[&str]) {
+    killed_during_save_with(point, extra, None).await;
+}
+
+/// [`killed_during_save_at`], on local files or, with `s3 = (endpoint, chunk prefix)`,
+/// with chunks and files in the test bucket (`extra` names the bucket and database).
+async fn killed_during_save_with(point: &str, extra: &[&str], s3: Option<(&str, &str)>) {
     let root = tempfile::tempdir().unwrap();
     let media = root.path().join("media");
-    let (server, url) = start_armed(&media, extra, &format!("{point}=pause"));
+    let env: &[(&str, &str)] = if s3.is_some() { &TEST_S3_ENV } else { &[] };
+    let start_with = |media: &Path, extra: &[&str]| start_armed_env(media, extra, "", env);
+    let (server, url) = start_armed_env(&media, extra, &format!("{point}=pause"), env);
     let data = random_bytes(700_000, 3);
     let upload = FileUpload::new(&url, data.clone(), CHUNK);
     let token = resume(&upload).await;
@@ -189,12 +197,30 @@ async fn killed_during_save_at(point: &str, extra: &[&str]) {
         .await
         .unwrap();
     let path = element(&page, "path");
-    assert_eq!(sha256_file(&media.join(&path)), sha256(&data), "{point}");
-    assert_eq!(
-        files_under(&media),
-        vec![std::path::PathBuf::from(&path)],
-        "{point}: the stored file and nothing else (no chunks, reservations, copies)"
-    );
+    match s3 {
+        None => {
+            assert_eq!(sha256_file(&media.join(&path)), sha256(&data), "{point}");
+            assert_eq!(
+                files_under(&media),
+                vec![std::path::PathBuf::from(&path)],
+                "{point}: the stored file and nothing else (no chunks, reservations, copies)"
+            );
+        }
+        Some((endpoint, prefix)) => {
+            let bucket = test_bucket(endpoint);
+            assert_eq!(
+                object_sha256(&bucket, &path).await,
+                sha256(&data),
+                "{point}"
+            );
+            let left = objects_under(&bucket, prefix).await;
+            assert!(left.is_empty(), "{point}: no chunk objects left: {left:?}");
+            assert!(
+                files_under(&media).is_empty(),
+                "{point}: nothing kept locally"
+            );
+        }
+    }
     interrupt(server);
 }
 
@@ -219,6 +245,32 @@ async fn killed_during_the_move_on_save_no_row_or_file_is_lost_or_orphaned_on_po
             return;
         };
         killed_during_save_at(point, &["--database-url", &database.url]).await;
+        database.drop_database().await;
+    }
+}
+
+#[tokio::test]
+async fn killed_during_a_save_on_object_storage_no_row_or_file_is_lost_or_orphaned() {
+    let Ok(endpoint) = std::env::var("RESUMABLE_TEST_S3") else {
+        eprintln!("SKIPPED: RESUMABLE_TEST_S3 is not set (tests/setup/s3.sh)");
+        return;
+    };
+    for point in SAVE_POINTS {
+        let Some(database) = PostgresDatabase::create().await else {
+            return;
+        };
+        let prefix = format!("kill-nine-{}", uuid::Uuid::new_v4().simple());
+        let flags = [
+            "--database-url",
+            &database.url,
+            "--s3-bucket",
+            TEST_BUCKET,
+            "--s3-endpoint",
+            &endpoint,
+            "--chunk-subdir",
+            &prefix,
+        ];
+        killed_during_save_with(point, &flags, Some((&endpoint, &prefix))).await;
         database.drop_database().await;
     }
 }

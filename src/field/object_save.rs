@@ -114,6 +114,7 @@ pub(super) async fn before_save<Db: ConnectionTrait>(
             if earlier.wanted == wanted && earlier.destination == save_destination {
                 if ledger.renew_save(&earlier).await?.is_some() {
                     remember(held, upload, replaced);
+                    crate::faults::fault_point!("save-reserved");
                     return Ok(earlier.path);
                 }
             } else {
@@ -137,6 +138,7 @@ pub(super) async fn before_save<Db: ConnectionTrait>(
             {
                 Reserved::Yes(_) => {
                     remember(target, upload, replaced);
+                    crate::faults::fault_point!("save-reserved");
                     return Ok(candidate);
                 }
                 // Another save of this upload got there first: decided above.
@@ -200,15 +202,18 @@ async fn finish(shared: &SharedStorage, key: &UploadKey, path: &str, size: u64) 
 }
 
 /// [`Uploads::recover_saves`](crate::Uploads::recover_saves) on object storage: every
-/// reservation older than a save may take, not under way in this process, is finished
-/// (its row is stored) or dropped (it is not).
+/// reservation not under way in this process is finished if its row is stored (finishing
+/// twice is harmless, should its save still be running on another server), dropped if
+/// not and older than a save may take.
 pub(super) async fn recover<Db: ConnectionTrait>(
     shared: &SharedStorage,
     db: &Db,
 ) -> Result<RecoveryReport, DbErr> {
     let mut report = RecoveryReport::default();
     let ledger = shared.chunks.ledger();
-    for reservation in ledger.stale_save_reservations(STALE_AFTER).await? {
+    let stale_before = crate::ledger::now_millis()
+        .saturating_sub(i64::try_from(STALE_AFTER.as_millis()).unwrap_or(i64::MAX));
+    for reservation in ledger.stale_save_reservations(Duration::ZERO).await? {
         let key = MoveKey {
             destination: reservation.destination.clone().into(),
             relative: reservation.path.clone(),
@@ -222,6 +227,7 @@ pub(super) async fn recover<Db: ConnectionTrait>(
                 tracing::warn!(path = reservation.path, error = %e, "save left: its table is not in this database");
                 report.left += 1;
             }
+            Ok(false) if reservation.reserved_at >= stale_before => report.left += 1,
             Ok(false) => {
                 ledger.drop_save(&reservation).await?;
                 report.dropped += 1;

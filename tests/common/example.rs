@@ -51,8 +51,20 @@ pub fn start_with(media: &Path, extra: &[&str]) -> (Server, String) {
 /// Starts the example with extra flags and these crash points armed
 /// (`RESUMABLE_FAILPOINTS`, see src/faults.rs).
 pub fn start_armed(media: &Path, extra: &[&str], failpoints: &str) -> (Server, String) {
+    start_armed_env(media, extra, failpoints, &[])
+}
+
+/// [`start_armed`] with these environment variables.
+pub fn start_armed_env(
+    media: &Path,
+    extra: &[&str],
+    failpoints: &str,
+    env: &[(&str, &str)],
+) -> (Server, String) {
     let mut command = Command::new(example_binary());
-    command.env("RESUMABLE_FAILPOINTS", failpoints);
+    command
+        .envs(env.iter().copied())
+        .env("RESUMABLE_FAILPOINTS", failpoints);
     start_command(command, media, extra)
 }
 

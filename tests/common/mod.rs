@@ -362,3 +362,50 @@ pub async fn upload_claiming(
     }
     token.unwrap()
 }
+
+/// The bucket of the S3-compatible test server (tests/setup/s3.sh).
+pub const TEST_BUCKET: &str = "resumable-test";
+
+/// Credentials of the S3-compatible test server, as environment variables.
+pub const TEST_S3_ENV: [(&str, &str); 2] = [
+    ("AWS_ACCESS_KEY_ID", "resumable-test"),
+    ("AWS_SECRET_ACCESS_KEY", "resumable-test-secret"),
+];
+
+/// A client of the test bucket on the S3-compatible server at `endpoint`.
+pub fn test_bucket(endpoint: &str) -> object_store::aws::AmazonS3 {
+    object_store::aws::AmazonS3Builder::new()
+        .with_endpoint(endpoint)
+        .with_allow_http(true)
+        .with_bucket_name(TEST_BUCKET)
+        .with_region("us-east-1")
+        .with_access_key_id(TEST_S3_ENV[0].1)
+        .with_secret_access_key(TEST_S3_ENV[1].1)
+        .with_virtual_hosted_style_request(false)
+        .build()
+        .unwrap()
+}
+
+/// The sha256 of the object at `key`.
+pub async fn object_sha256(store: &dyn object_store::ObjectStore, key: &str) -> String {
+    use object_store::ObjectStoreExt;
+    let bytes = store
+        .get(&object_store::path::Path::parse(key).unwrap())
+        .await
+        .unwrap_or_else(|e| panic!("{key}: {e}"))
+        .bytes()
+        .await
+        .unwrap();
+    sha256(&bytes)
+}
+
+/// Every object under `prefix`.
+pub async fn objects_under(store: &dyn object_store::ObjectStore, prefix: &str) -> Vec<String> {
+    use futures_util::TryStreamExt;
+    store
+        .list(Some(&object_store::path::Path::from(prefix)))
+        .map_ok(|o| o.location.to_string())
+        .try_collect()
+        .await
+        .unwrap()
+}

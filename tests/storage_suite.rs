@@ -1,0 +1,614 @@
+//! One storage test suite, run on every backend: uploads through the service, saves into
+//! a model's `ResumableFileField`, and the stored file read, linked and deleted through
+//! [`Uploads::storage`]. The backends:
+//!
+//! * `local` — the default: chunks and files under a local media root (SQLite);
+//! * `object_fs` — shared mode on `object_store`'s local-directory store (SQLite);
+//! * `s3` — shared mode on a real S3-compatible server (s3s-fs, `RESUMABLE_TEST_S3`,
+//!   started by tests/setup/s3.sh) with the ledger on PostgreSQL (`DATABASE_URL`), each
+//!   test under a bucket prefix of its own.
+
+mod common;
+#[macro_use]
+#[path = "common/db.rs"]
+mod db;
+#[path = "common/entities.rs"]
+mod entities;
+
+use common::{random_bytes, secret, settings, sha256};
+use entities::{
+    attachment::{self, CoverFile, OwnerFile},
+    document::{self, DocumentFile},
+};
+use futures_util::TryStreamExt;
+use migration::{Migrator, MigratorTrait};
+use object_store::{
+    ObjectStore, ObjectStoreExt, aws::AmazonS3, aws::AmazonS3Builder, local::LocalFileSystem,
+    path::Path as ObjectPath, prefix::PrefixStore, signer::Signer,
+};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ConnectionTrait, DatabaseConnection, EntityTrait,
+    PaginatorTrait, Schema,
+};
+use sea_orm_resumable::{
+    FileFieldError, ResumableFileField, Scope, UploadToken, Uploads,
+    ledger::ChunkLedger,
+    object_chunks::ObjectChunks,
+    storage::{FileStorage, object::ObjectFiles, read_all},
+};
+use std::{
+    io::ErrorKind,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+use tempfile::TempDir;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Local,
+    ObjectFs,
+    S3,
+}
+
+/// Signs URLs for keys under a prefix (the test's part of the bucket).
+#[derive(Debug)]
+struct PrefixSigner {
+    s3: Arc<AmazonS3>,
+    prefix: ObjectPath,
+}
+
+#[async_trait::async_trait]
+impl Signer for PrefixSigner {
+    async fn signed_url(
+        &self,
+        method: object_store::signer::Method,
+        path: &ObjectPath,
+        expires_in: Duration,
+    ) -> object_store::Result<url::Url> {
+        let full = self
+            .prefix
+            .parts()
+            .chain(path.parts())
+            .collect::<ObjectPath>();
+        self.s3.signed_url(method, &full, expires_in).await
+    }
+}
+
+/// The database, upload service and (in shared mode) store of one test.
+struct Fixture {
+    dir: TempDir,
+    uploads: Uploads,
+    db: DatabaseConnection,
+    scope: Scope,
+    completions: Arc<AtomicUsize>,
+    store: Option<Arc<dyn ObjectStore>>,
+}
+
+/// The chunks' prefix in shared mode.
+const CHUNK_PREFIX: &str = "resumable";
+
+impl Fixture {
+    /// `None` (the test says SKIPPED) when the backend's services are not configured.
+    async fn new(kind: Kind) -> Option<Self> {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = match kind {
+            Kind::S3 => db::Backend::Postgres,
+            _ => db::Backend::Sqlite,
+        };
+        let db = db::connect(backend, dir.path()).await?;
+        Migrator::up(&db, None).await.unwrap();
+        let schema = Schema::new(db.get_database_backend());
+        db.execute(&schema.create_table_from_entity(attachment::Entity))
+            .await
+            .unwrap();
+        let completions = Arc::new(AtomicUsize::new(0));
+        let counter = completions.clone();
+        let mut builder = Uploads::builder(settings(&dir.path().join("media")), secret())
+            .field::<CoverFile>("cover")
+            .on_complete(move |_| {
+                counter.fetch_add(1, Ordering::SeqCst);
+            });
+        let store: Option<Arc<dyn ObjectStore>> = match kind {
+            Kind::Local => None,
+            Kind::ObjectFs => {
+                let bucket = dir.path().join("bucket");
+                std::fs::create_dir_all(&bucket).unwrap();
+                let store: Arc<dyn ObjectStore> =
+                    Arc::new(LocalFileSystem::new_with_prefix(&bucket).unwrap());
+                let files = ObjectFiles::new(store.clone());
+                builder = builder.object_storage(Self::chunks(&store, &db), files);
+                Some(store)
+            }
+            Kind::S3 => {
+                let Ok(endpoint) = std::env::var("RESUMABLE_TEST_S3") else {
+                    eprintln!("SKIPPED: RESUMABLE_TEST_S3 is not set (tests/setup/s3.sh)");
+                    return None;
+                };
+                let s3 = Arc::new(
+                    AmazonS3Builder::new()
+                        .with_endpoint(endpoint)
+                        .with_allow_http(true)
+                        .with_bucket_name("resumable-test")
+                        .with_region("us-east-1")
+                        .with_access_key_id("resumable-test")
+                        .with_secret_access_key("resumable-test-secret")
+                        .with_virtual_hosted_style_request(false)
+                        .build()
+                        .unwrap(),
+                );
+                let prefix =
+                    ObjectPath::from(format!("storage-suite-{}", uuid::Uuid::new_v4().simple()));
+                let store: Arc<dyn ObjectStore> =
+                    Arc::new(PrefixStore::new(s3.clone(), prefix.clone()));
+                let signer = Arc::new(PrefixSigner { s3, prefix });
+                let files = ObjectFiles::new(store.clone()).with_signer(signer);
+                builder = builder.object_storage(Self::chunks(&store, &db), files);
+                Some(store)
+            }
+        };
+        let uploads = builder.build().await.unwrap();
+        Some(Self {
+            dir,
+            uploads,
+            db,
+            scope: Scope::new("alice"),
+            completions,
+            store,
+        })
+    }
+
+    fn chunks(store: &Arc<dyn ObjectStore>, db: &DatabaseConnection) -> ObjectChunks {
+        ObjectChunks::new(store.clone(), ChunkLedger::new(db.clone())).with_prefix(CHUNK_PREFIX)
+    }
+
+    fn storage(&self) -> Arc<dyn FileStorage> {
+        self.uploads.storage()
+    }
+
+    /// Uploads `bytes` as `name` (in order, one chunk at a time); the token.
+    async fn upload(&self, name: &str, bytes: &[u8]) -> UploadToken {
+        common::upload_direct(&self.uploads, &self.scope, None, name, bytes).await
+    }
+
+    /// The same for the registered field `cover` (its own chunk directory when local).
+    async fn upload_cover(&self, name: &str, bytes: &[u8]) -> UploadToken {
+        common::upload_direct(&self.uploads, &self.scope, Some("cover"), name, bytes).await
+    }
+
+    async fn file<C: sea_orm_resumable::field::FileFieldOptions>(
+        &self,
+        token: &UploadToken,
+    ) -> Result<ResumableFileField<C>, FileFieldError> {
+        ResumableFileField::from_token(&self.uploads, &self.scope, token.as_str()).await
+    }
+
+    async fn insert_document(&self, title: &str, token: &UploadToken) -> document::Model {
+        document::ActiveModel {
+            title: Set(title.into()),
+            file: Set(self.file::<DocumentFile>(token).await.unwrap()),
+            created_at: Set(chrono::Utc::now()),
+            ..Default::default()
+        }
+        .insert(&self.db)
+        .await
+        .unwrap()
+    }
+
+    /// Stores a file at `path` directly, as something other than this crate would.
+    async fn put_file(&self, path: &str, bytes: &'static [u8]) {
+        match &self.store {
+            None => {
+                let file = self.dir.path().join("media").join(path);
+                std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+                std::fs::write(file, bytes).unwrap();
+            }
+            Some(store) => {
+                let key = ObjectPath::parse(path).unwrap();
+                store.put(&key, bytes.into()).await.unwrap();
+            }
+        }
+    }
+
+    async fn sha256_of(&self, path: &str) -> String {
+        sha256(&read_all(&*self.storage(), path).await.unwrap())
+    }
+
+    /// What is left of uploads: chunk files (local) or objects under the chunks' prefix
+    /// and ledger rows (shared).
+    async fn upload_leftovers(&self) -> Vec<String> {
+        match &self.store {
+            None => common::files_under(&self.dir.path().join("media/resumable_chunks"))
+                .into_iter()
+                .map(|p| p.to_string_lossy().into_owned())
+                .collect(),
+            Some(store) => {
+                let mut left: Vec<String> = store
+                    .list(Some(&ObjectPath::from(CHUNK_PREFIX)))
+                    .map_ok(|o| o.location.to_string())
+                    .try_collect()
+                    .await
+                    .unwrap();
+                for table in ["resumable_upload", "resumable_chunk", "resumable_save"] {
+                    let row = self
+                        .db
+                        .query_one_raw(sea_orm::Statement::from_string(
+                            self.db.get_database_backend(),
+                            format!("SELECT COUNT(*) AS n FROM {table}"),
+                        ))
+                        .await
+                        .unwrap()
+                        .unwrap();
+                    let n: i64 = row.try_get("", "n").unwrap();
+                    if n > 0 {
+                        left.push(format!("{n} rows in {table}"));
+                    }
+                }
+                left
+            }
+        }
+    }
+}
+
+/// Runs each named `async fn name(kind: Kind)` as three tests, `local::name`,
+/// `object_fs::name` and `s3::name`.
+macro_rules! on_every_storage {
+    ($($name:ident),+ $(,)?) => {
+        mod local {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Kind::Local).await
+                }
+            )+
+        }
+        mod object_fs {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Kind::ObjectFs).await
+                }
+            )+
+        }
+        mod s3 {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Kind::S3).await
+                }
+            )+
+        }
+    };
+}
+
+on_every_storage!(
+    chunks_in_any_order_and_twice_complete_once_and_the_saved_file_is_in_storage,
+    the_same_name_saved_at_once_gets_unique_names_and_never_overwrites,
+    a_failed_insert_loses_nothing_and_the_upload_saves_again,
+    an_update_deletes_the_replaced_file_when_the_field_says_so,
+    paths_outside_storage_or_into_the_chunks_are_refused,
+    url_links_to_the_file,
+    delete_removes_the_file_and_a_missing_file_is_not_found,
+    an_incomplete_or_foreign_upload_cannot_be_saved,
+);
+
+/// `documents/<year>/<month>/` today (UTC), as `upload_to: "documents/%Y/%m"` gives.
+fn this_month() -> String {
+    chrono::Utc::now().format("documents/%Y/%m/").to_string()
+}
+
+/// Sends the chunks of `bytes` shuffled, 4 at a time, each twice; the token.
+async fn upload_shuffled_twice(f: &Fixture, name: &str, bytes: &[u8]) -> UploadToken {
+    use rand::seq::SliceRandom;
+    let chunk = common::DIRECT_CHUNK;
+    let total = bytes.len() as u64;
+    let count = (total / chunk).max(1);
+    let identifier = format!("{total}-{name}");
+    let mut numbers: Vec<u64> = (1..=count).chain(1..=count).collect();
+    numbers.shuffle(&mut rand::rng());
+    let sent = futures_util::stream::iter(numbers.into_iter().map(|n| {
+        let start = (n - 1) * chunk;
+        let end = if n == count { total } else { n * chunk };
+        let params = sea_orm_resumable::ChunkParams {
+            chunk_number: n,
+            chunk_size: chunk,
+            current_chunk_size: end - start,
+            total_size: total,
+            identifier: identifier.clone(),
+            filename: name.into(),
+            relative_path: None,
+            content_type: None,
+            file_part: "file".into(),
+            field: None,
+        };
+        let body = bytes::Bytes::copy_from_slice(&bytes[start as usize..end as usize]);
+        let (uploads, scope) = (f.uploads.clone(), f.scope.clone());
+        async move {
+            let body = futures_util::stream::iter([Ok::<_, std::io::Error>(body)]);
+            uploads.receive_chunk(&scope, &params, body).await.unwrap()
+        }
+    }));
+    let statuses: Vec<_> =
+        futures_util::StreamExt::collect(futures_util::StreamExt::buffer_unordered(sent, 4)).await;
+    statuses
+        .into_iter()
+        .find(|s| s.complete)
+        .expect("some answer says complete")
+        .token
+}
+
+async fn chunks_in_any_order_and_twice_complete_once_and_the_saved_file_is_in_storage(kind: Kind) {
+    let Some(f) = Fixture::new(kind).await else {
+        return;
+    };
+    let bytes = random_bytes(600_000, 1);
+    let token = upload_shuffled_twice(&f, "Annual Report.pdf", &bytes).await;
+    assert_eq!(f.completions.load(Ordering::SeqCst), 1, "completed once");
+    let status = f
+        .uploads
+        .upload_status(&f.scope, token.as_str(), None)
+        .await
+        .unwrap();
+    assert!(
+        status.complete && status.size == bytes.len() as u64,
+        "{status:?}"
+    );
+
+    let saved = f.insert_document("Report", &token).await;
+    let path = saved.file.path().unwrap().to_owned();
+    assert_eq!(path, format!("{}Annual_Report.pdf", this_month()));
+    let storage = f.storage();
+    assert!(storage.exists(&path).await.unwrap());
+    assert_eq!(storage.size(&path).await.unwrap(), bytes.len() as u64);
+    assert_eq!(f.sha256_of(&path).await, sha256(&bytes));
+    assert_eq!(f.upload_leftovers().await, Vec::<String>::new());
+    assert!(
+        matches!(
+            f.file::<DocumentFile>(&token).await,
+            Err(FileFieldError::UnknownUpload)
+        ),
+        "a saved upload cannot be claimed twice"
+    );
+    let loaded = document::Entity::find_by_id(saved.id)
+        .one(&f.db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(loaded.file.path(), Some(path.as_str()));
+}
+
+async fn the_same_name_saved_at_once_gets_unique_names_and_never_overwrites(kind: Kind) {
+    let Some(f) = Fixture::new(kind).await else {
+        return;
+    };
+    let f = Arc::new(f);
+    // A file at the target put there by something else (no row names it).
+    let kept = format!("{}same.bin", this_month());
+    f.put_file(&kept, b"keep me").await;
+    let mut tasks = Vec::new();
+    for i in 0..6u64 {
+        let f = f.clone();
+        tasks.push(tokio::spawn(async move {
+            let bytes = random_bytes(50_000 + i as usize, 100 + i);
+            let token = f.upload("same.bin", &bytes).await;
+            let saved = f.insert_document(&format!("copy {i}"), &token).await;
+            (saved.file.path().unwrap().to_owned(), sha256(&bytes))
+        }));
+    }
+    let mut paths = std::collections::HashSet::new();
+    for task in tasks {
+        let (path, hash) = task.await.unwrap();
+        assert!(
+            path.starts_with(&format!("{}same_", this_month())) && path.ends_with(".bin"),
+            "{path}"
+        );
+        assert_eq!(f.sha256_of(&path).await, hash, "{path} has its own bytes");
+        assert!(paths.insert(path), "names are unique");
+    }
+    assert_eq!(
+        f.sha256_of(&kept).await,
+        sha256(b"keep me"),
+        "not overwritten"
+    );
+    assert_eq!(f.upload_leftovers().await, Vec::<String>::new());
+}
+
+async fn a_failed_insert_loses_nothing_and_the_upload_saves_again(kind: Kind) {
+    let Some(f) = Fixture::new(kind).await else {
+        return;
+    };
+    let first = f
+        .insert_document("First", &f.upload("first.txt", b"first").await)
+        .await;
+    let bytes = random_bytes(150_000, 9);
+    let token = f.upload("second.txt", &bytes).await;
+    // Same primary key as an existing row: the INSERT fails (twice).
+    for _ in 0..2 {
+        let clash = document::ActiveModel {
+            id: Set(first.id),
+            title: Set("Clash".into()),
+            file: Set(f.file::<DocumentFile>(&token).await.unwrap()),
+            created_at: Set(chrono::Utc::now()),
+            ..Default::default()
+        };
+        assert!(clash.insert(&f.db).await.is_err(), "duplicate key refused");
+    }
+    let wanted = format!("{}second.txt", this_month());
+    assert!(
+        !f.storage().exists(&wanted).await.unwrap(),
+        "no file for a row that was not stored"
+    );
+    assert_eq!(document::Entity::find().count(&f.db).await.unwrap(), 1);
+    let saved = f.insert_document("Second", &token).await;
+    assert_eq!(saved.file.path(), Some(wanted.as_str()));
+    assert_eq!(f.sha256_of(&wanted).await, sha256(&bytes));
+    assert_eq!(f.upload_leftovers().await, Vec::<String>::new());
+}
+
+async fn an_update_deletes_the_replaced_file_when_the_field_says_so(kind: Kind) {
+    let Some(f) = Fixture::new(kind).await else {
+        return;
+    };
+    let file = f.upload("main.txt", b"main").await;
+    let old_cover = f.upload_cover("old.png", b"old cover").await;
+    let row = attachment::ActiveModel {
+        owner: Set(7),
+        file: Set(f.file::<OwnerFile>(&file).await.unwrap()),
+        cover: Set(Some(f.file::<CoverFile>(&old_cover).await.unwrap())),
+        ..Default::default()
+    }
+    .insert(&f.db)
+    .await
+    .unwrap();
+    assert_eq!(
+        row.file.path(),
+        Some("users/7/main.txt"),
+        "upload_to from the model"
+    );
+    let old = row.cover.as_ref().unwrap().path().unwrap().to_owned();
+    assert_eq!(old, "covers/old.png");
+
+    let new_cover = f.upload_cover("new.png", b"new cover").await;
+    let mut update: attachment::ActiveModel = row.into();
+    update.cover = Set(Some(f.file::<CoverFile>(&new_cover).await.unwrap()));
+    let updated = update.update(&f.db).await.unwrap();
+    let new = updated.cover.unwrap().path().unwrap().to_owned();
+    assert_eq!(new, "covers/new.png");
+    assert_eq!(f.sha256_of(&new).await, sha256(b"new cover"));
+    assert!(
+        !f.storage().exists(&old).await.unwrap(),
+        "replaced file deleted"
+    );
+    assert_eq!(f.sha256_of("users/7/main.txt").await, sha256(b"main"));
+}
+
+async fn paths_outside_storage_or_into_the_chunks_are_refused(kind: Kind) {
+    let Some(f) = Fixture::new(kind).await else {
+        return;
+    };
+    let storage = f.storage();
+    let chunk_dir = match kind {
+        Kind::Local => "resumable_chunks/x",
+        _ => "resumable/complete/x",
+    };
+    for bad in [
+        "../secret",
+        "/etc/passwd",
+        "a/../../b",
+        "",
+        "a//b",
+        chunk_dir,
+    ] {
+        for result in [
+            storage.exists(bad).await.map(|_| ()),
+            storage.size(bad).await.map(|_| ()),
+            storage.read(bad).await.map(|_| ()),
+            storage.delete(bad).await,
+        ] {
+            let e = result.expect_err(bad);
+            assert_eq!(e.kind(), ErrorKind::InvalidInput, "{bad:?}: {e}");
+        }
+    }
+    // A stored path set by hand is checked at save.
+    let row = document::ActiveModel {
+        title: Set("bad".into()),
+        file: Set(ResumableFileField::stored("../outside.txt")),
+        created_at: Set(chrono::Utc::now()),
+        ..Default::default()
+    }
+    .insert(&f.db)
+    .await;
+    assert!(row.is_err());
+}
+
+async fn url_links_to_the_file(kind: Kind) {
+    let Some(f) = Fixture::new(kind).await else {
+        return;
+    };
+    let bytes = random_bytes(70_000, 3);
+    let saved = f
+        .insert_document("linked", &f.upload("ä b.bin", &bytes).await)
+        .await;
+    let path = saved.file.path().unwrap();
+    let url = f.storage().url(path, Duration::from_secs(60)).await;
+    match kind {
+        // The app's own media URL, served by the app.
+        Kind::Local => assert_eq!(url.unwrap(), format!("/media/{}%C3%A4_b.bin", this_month())),
+        // A directory store cannot sign: the app serves the bytes itself.
+        Kind::ObjectFs => assert_eq!(url.unwrap_err().kind(), ErrorKind::Unsupported),
+        // A presigned URL the browser fetches from the store directly.
+        Kind::S3 => {
+            let fetched = reqwest::get(url.unwrap()).await.unwrap();
+            assert_eq!(fetched.status(), 200);
+            assert_eq!(sha256(&fetched.bytes().await.unwrap()), sha256(&bytes));
+        }
+    }
+}
+
+async fn delete_removes_the_file_and_a_missing_file_is_not_found(kind: Kind) {
+    let Some(f) = Fixture::new(kind).await else {
+        return;
+    };
+    let saved = f
+        .insert_document("gone", &f.upload("gone.txt", b"bye").await)
+        .await;
+    let path = saved.file.path().unwrap();
+    let storage = f.storage();
+    storage.delete(path).await.unwrap();
+    assert!(!storage.exists(path).await.unwrap());
+    assert_eq!(
+        storage.size(path).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    let read = storage.read(path).await.map(|_| ());
+    assert_eq!(read.unwrap_err().kind(), ErrorKind::NotFound);
+    storage.delete(path).await.expect("deleting twice is fine");
+}
+
+async fn an_incomplete_or_foreign_upload_cannot_be_saved(kind: Kind) {
+    let Some(f) = Fixture::new(kind).await else {
+        return;
+    };
+    // Chunk 1 of 3 only.
+    let params = sea_orm_resumable::ChunkParams {
+        chunk_number: 1,
+        chunk_size: 1000,
+        current_chunk_size: 1000,
+        total_size: 3000,
+        identifier: "3000-partial".into(),
+        filename: "partial.bin".into(),
+        relative_path: None,
+        content_type: None,
+        file_part: "file".into(),
+        field: None,
+    };
+    let body =
+        futures_util::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from(vec![7u8; 1000]))]);
+    let status = f
+        .uploads
+        .receive_chunk(&f.scope, &params, body)
+        .await
+        .unwrap();
+    assert!(
+        !status.complete && status.chunks_received == 1,
+        "{status:?}"
+    );
+    assert!(matches!(
+        f.file::<DocumentFile>(&status.token).await,
+        Err(FileFieldError::Incomplete {
+            received: 1,
+            total: 3
+        })
+    ));
+    // Bob cannot use Alice's token.
+    let token = f.upload("alice.txt", b"alice's").await;
+    let bob = ResumableFileField::<DocumentFile>::from_token(
+        &f.uploads,
+        &Scope::new("bob"),
+        token.as_str(),
+    )
+    .await;
+    assert!(matches!(bob, Err(FileFieldError::Token(_))), "{bob:?}");
+}
