@@ -29,6 +29,11 @@
 //! model (hooks from [`file_field_hooks!`]) moves the file under the [`Media`] root —
 //! only once the row is stored, so a failed save loses nothing.
 //!
+//! Files live on the local disk by default, or on object storage (S3, GCS, Azure…) with
+//! several servers sharing the uploads (feature `object-store`,
+//! [`UploadsBuilder::object_storage`]); [`storage::FileStorage`] reads, links and deletes
+//! stored files in either.
+//!
 //! [resumable.js]: https://github.com/23/resumable.js
 //! [flow.js]: https://github.com/flowjs/flow.js
 

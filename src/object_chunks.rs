@@ -1,5 +1,6 @@
 //! Chunks on object storage (S3 and whatever else [`object_store`] reaches), shared by
-//! several servers: each chunk is one object, which chunks are in is kept in the
+//! several servers (the endpoint uses it in shared mode:
+//! [`UploadsBuilder::object_storage`](crate::UploadsBuilder::object_storage)): each chunk is one object, which chunks are in is kept in the
 //! [`ChunkLedger`], and one server assembles the file, once: the first to claim it after
 //! the last chunk is recorded (normally the one that recorded it).
 //!
@@ -25,7 +26,8 @@
 //! it: with [`ObjectChunks::with_parts`] large chunks go straight in as parts and
 //! completion is one request. OpenDAL's writer keeps the upload id to itself, so a
 //! multipart upload cannot be shared between processes. Both reach S3 and S3-compatible
-//! stores, GCS and Azure, and `object_store` presigns URLs (`Signer`) for S3, GCS and
+//! stores, GCS and Azure (this crate turns on `object_store`'s `aws` feature; add `gcp` or
+//! `azure` in your own dependency on it), and `object_store` presigns URLs (`Signer`) for S3, GCS and
 //! Azure. Loco's storage is built on OpenDAL; a Loco app passes an `object_store` client
 //! for the same bucket here (the two coexist), and Loco keeps serving its own files.
 //!

@@ -181,7 +181,8 @@ pub struct CompletedUpload {
     pub token: UploadToken,
     /// What the client said about the file.
     pub meta: UploadMeta,
-    /// Where its bytes are now (in the chunk directory until a model claims it).
+    /// Where its bytes are now: in the chunk directory until a model claims it (in shared
+    /// mode, the object key of the assembled file).
     pub path: PathBuf,
 }
 

@@ -188,6 +188,35 @@ impl<C: FileFieldOptions> ResumableFileField<C> {
     pub async fn delete(&self, media: &Media) -> Result<(), FileFieldError> {
         Ok(tokio::fs::remove_file(self.file_path(media)?).await?)
     }
+
+    /// A URL of the stored file in `storage` ([`crate::Uploads::storage`]): on object
+    /// storage a presigned URL valid for `expires_in`, locally the media URL.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use sea_orm_resumable::{Media, ResumableFileField};
+    /// sea_orm_resumable::file_field! { pub struct Docs {} }
+    /// let file = ResumableFileField::<Docs>::stored("docs/a.pdf");
+    /// let media = Media::new("/srv/media", "/media/");
+    /// let url = file.url_in(&media, std::time::Duration::from_secs(300)).await.unwrap();
+    /// assert_eq!(url, "/media/docs/a.pdf");
+    /// # });
+    /// ```
+    pub async fn url_in(
+        &self,
+        storage: &(impl crate::storage::FileStorage + ?Sized),
+        expires_in: std::time::Duration,
+    ) -> Result<String, FileFieldError> {
+        Ok(storage.url(self.stored_path()?, expires_in).await?)
+    }
+
+    /// The stored file's bytes from `storage` ([`crate::Uploads::storage`]), streamed.
+    pub async fn read_in(
+        &self,
+        storage: &(impl crate::storage::FileStorage + ?Sized),
+    ) -> Result<crate::storage::ByteStream, FileFieldError> {
+        Ok(storage.read(self.stored_path()?).await?)
+    }
 }
 
 impl<C> Clone for ResumableFileField<C> {
