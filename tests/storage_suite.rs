@@ -87,6 +87,11 @@ struct Fixture {
     store: Option<Arc<dyn ObjectStore>>,
 }
 
+sea_orm_resumable::file_field! {
+    /// PDFs of at most 100 kB: the endpoint checks both before the upload is done.
+    pub struct SmallPdf { max_size: 100_000, content_types: ["application/pdf"] }
+}
+
 /// The chunks' prefix in shared mode.
 const CHUNK_PREFIX: &str = "resumable";
 
@@ -106,8 +111,13 @@ impl Fixture {
             .unwrap();
         let completions = Arc::new(AtomicUsize::new(0));
         let counter = completions.clone();
-        let mut builder = Uploads::builder(settings(&dir.path().join("media")), secret())
+        let settings = sea_orm_resumable::Settings {
+            body_idle_timeout: Duration::from_millis(300),
+            ..settings(&dir.path().join("media"))
+        };
+        let mut builder = Uploads::builder(settings, secret())
             .field::<CoverFile>("cover")
+            .field::<SmallPdf>("pdf")
             .on_complete(move |_| {
                 counter.fetch_add(1, Ordering::SeqCst);
             });
@@ -292,7 +302,37 @@ on_every_storage!(
     url_links_to_the_file,
     delete_removes_the_file_and_a_missing_file_is_not_found,
     an_incomplete_or_foreign_upload_cannot_be_saved,
+    a_fields_size_and_content_types_are_checked_at_the_first_chunk,
+    a_stalled_chunk_body_is_cut_off_and_the_chunk_can_be_sent_again,
 );
+
+/// Chunk `number` of a `total`-byte file in 1000-byte chunks (the last holds the rest).
+fn params(
+    identifier: &str,
+    number: u64,
+    len: u64,
+    total: u64,
+    field: Option<&str>,
+) -> sea_orm_resumable::ChunkParams {
+    sea_orm_resumable::ChunkParams {
+        chunk_number: number,
+        chunk_size: 1000,
+        current_chunk_size: len,
+        total_size: total,
+        identifier: identifier.into(),
+        filename: format!("{identifier}.bin"),
+        relative_path: None,
+        content_type: None,
+        file_part: "file".into(),
+        field: field.map(str::to_owned),
+    }
+}
+
+fn body(
+    bytes: Vec<u8>,
+) -> impl futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send {
+    futures_util::stream::iter([Ok(bytes::Bytes::from(bytes))])
+}
 
 /// `documents/<year>/<month>/` today (UTC), as `upload_to: "documents/%Y/%m"` gives.
 fn this_month() -> String {
@@ -625,4 +665,109 @@ async fn an_incomplete_or_foreign_upload_cannot_be_saved(kind: Kind) {
     )
     .await;
     assert!(matches!(bob, Err(FileFieldError::Token(_))), "{bob:?}");
+}
+
+async fn a_fields_size_and_content_types_are_checked_at_the_first_chunk(kind: Kind) {
+    let Some(f) = Fixture::new(kind).await else {
+        return;
+    };
+    use sea_orm_resumable::UploadError;
+    // Too large for the field: refused at once, by test and upload requests alike.
+    let big = params("big", 1, 1000, 200_000, Some("pdf"));
+    assert!(matches!(
+        f.uploads.test_chunk(&f.scope, &big).await,
+        Err(UploadError::BadRequest(_))
+    ));
+    let sent = f
+        .uploads
+        .receive_chunk(&f.scope, &big, body(vec![0; 1000]))
+        .await;
+    assert!(matches!(sent, Err(UploadError::BadRequest(_))), "{sent:?}");
+    // Not a PDF: chunk 2 is taken, chunk 1 shows the type and is refused, so the upload
+    // never completes.
+    let mut exe = vec![0u8; 1500];
+    exe[..2].copy_from_slice(b"MZ");
+    let second = params("exe", 2, 500, 1500, Some("pdf"));
+    f.uploads
+        .receive_chunk(&f.scope, &second, body(exe[1000..].to_vec()))
+        .await
+        .unwrap();
+    let first = params("exe", 1, 1000, 1500, Some("pdf"));
+    let refused = f
+        .uploads
+        .receive_chunk(&f.scope, &first, body(exe[..1000].to_vec()))
+        .await;
+    assert!(
+        matches!(refused, Err(UploadError::UnsupportedMediaType(_))),
+        "{refused:?}"
+    );
+    assert!(
+        f.uploads
+            .test_chunk(&f.scope, &first)
+            .await
+            .unwrap()
+            .is_none(),
+        "chunk 1 not kept"
+    );
+    // A PDF goes through and completes.
+    let mut pdf = b"%PDF-1.7\n".to_vec();
+    pdf.resize(1500, b' ');
+    let first = params("pdf", 1, 1000, 1500, Some("pdf"));
+    let second = params("pdf", 2, 500, 1500, Some("pdf"));
+    f.uploads
+        .receive_chunk(&f.scope, &first, body(pdf[..1000].to_vec()))
+        .await
+        .unwrap();
+    let done = f
+        .uploads
+        .receive_chunk(&f.scope, &second, body(pdf[1000..].to_vec()))
+        .await
+        .unwrap();
+    assert!(done.complete);
+}
+
+async fn a_stalled_chunk_body_is_cut_off_and_the_chunk_can_be_sent_again(kind: Kind) {
+    let Some(f) = Fixture::new(kind).await else {
+        return;
+    };
+    // 400 of 1000 bytes, then silence past the 300 ms idle timeout.
+    let stalled = futures_util::StreamExt::chain(
+        futures_util::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from(vec![1u8; 400]))]),
+        futures_util::stream::pending(),
+    );
+    let chunk = params("stall", 1, 1000, 1000, None);
+    let started = std::time::Instant::now();
+    let cut = tokio::time::timeout(
+        Duration::from_secs(5),
+        f.uploads.receive_chunk(&f.scope, &chunk, stalled),
+    )
+    .await
+    .expect("the stalled body is given up on within its idle timeout");
+    assert!(
+        matches!(cut, Err(sea_orm_resumable::UploadError::Retry(_))),
+        "a slow client is told to retry: {cut:?}"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "not before the timeout"
+    );
+    assert!(
+        f.uploads
+            .test_chunk(&f.scope, &chunk)
+            .await
+            .unwrap()
+            .is_none(),
+        "nothing kept"
+    );
+    let sent = f
+        .uploads
+        .receive_chunk(&f.scope, &chunk, body(vec![2u8; 1000]))
+        .await
+        .unwrap();
+    assert!(sent.complete);
+    let saved = f.insert_document("stalled", &sent.token).await;
+    assert_eq!(
+        f.sha256_of(saved.file.path().unwrap()).await,
+        sha256(&[2u8; 1000])
+    );
 }

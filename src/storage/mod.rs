@@ -19,7 +19,9 @@
 //! std::fs::write(root.path().join("docs/a.txt"), "hello").unwrap();
 //! let media = Media::new(root.path(), "/media/");
 //! assert_eq!(media.size("docs/a.txt").await.unwrap(), 5);
-//! assert_eq!(media.url("docs/a.txt", Duration::from_secs(60)).await.unwrap(), "/media/docs/a.txt");
+//! // `Media` has a plain `url` of its own; the trait's takes a lifetime, for presigned URLs.
+//! let url = FileStorage::url(&media, "docs/a.txt", Duration::from_secs(60)).await.unwrap();
+//! assert_eq!(url, "/media/docs/a.txt");
 //! media.delete("docs/a.txt").await.unwrap();
 //! assert!(!media.exists("docs/a.txt").await.unwrap());
 //! # });
@@ -96,7 +98,7 @@ impl FileStorage for Media {
 /// # let root = tempfile::tempdir().unwrap();
 /// # std::fs::write(root.path().join("a.txt"), "hi").unwrap();
 /// let media = sea_orm_resumable::Media::new(root.path(), "/media/");
-/// assert_eq!(sea_orm_resumable::storage::read_all(&media, "a.txt").await.unwrap(), "hi");
+/// assert_eq!(sea_orm_resumable::storage::read_all(&media, "a.txt").await.unwrap(), b"hi");
 /// # });
 /// ```
 pub async fn read_all(storage: &(impl FileStorage + ?Sized), path: &str) -> io::Result<Vec<u8>> {
