@@ -26,6 +26,7 @@ mod client;
 mod completion;
 mod head_to_head;
 mod servers;
+mod shared;
 mod stats;
 
 use clap::Parser;
@@ -79,8 +80,16 @@ struct Args {
     /// each), chunks (per-chunk cost), completion (smallest vs largest size, `--repeat`
     /// rounds), head-to-head (the sink, ours and the peers, `--repeat` rounds).
     #[arg(long, value_delimiter = ',', default_value = "matrix,chunks,completion,head-to-head",
-          value_parser = ["matrix", "chunks", "completion", "head-to-head"])]
+          value_parser = ["matrix", "chunks", "completion", "head-to-head", "shared"])]
     tables: Vec<String>,
+    /// S3-compatible endpoint for the `shared` table (tests/setup/s3.sh starts s3s-fs and
+    /// prints it): ours with chunks and files on object storage, against ours on local
+    /// files. Not in the default tables.
+    #[arg(long, env = "RESUMABLE_TEST_S3")]
+    s3: Option<String>,
+    /// File size of the `shared` table.
+    #[arg(long, default_value = "256M", value_parser = parse_size)]
+    shared_size: u64,
     /// Where test files and media roots go.
     #[arg(long, default_value = "target/bench")]
     dir: PathBuf,
@@ -147,6 +156,7 @@ async fn main() -> Result<(), String> {
         } else {
             0
         },
+        if table("shared") { args.shared_size } else { 0 },
     ]
     .into_iter()
     .max()
@@ -173,7 +183,10 @@ async fn main() -> Result<(), String> {
         completion::run(&args, &http, source.clone()).await?;
     }
     if table("head-to-head") && args.repeat > 0 {
-        head_to_head::run(&args, &http, &sink, source).await?;
+        head_to_head::run(&args, &http, &sink, source.clone()).await?;
+    }
+    if table("shared") {
+        shared::run(&args, &http, &sink, source).await?;
     }
     Ok(())
 }
@@ -289,7 +302,7 @@ async fn chunk_costs(
 }
 
 /// What one upload to a fresh example server measured.
-struct ServerRun {
+pub(crate) struct ServerRun {
     outcome: Outcome,
     /// The save's duration (POST /documents, which moves the file into place).
     save: Duration,
@@ -312,6 +325,17 @@ async fn server_run(
     let root = dir.join("run");
     let _ = std::fs::remove_dir_all(&root);
     let server = Server::example(&root.join("media"), flush)?;
+    measure_server(http, server, &root, run, (source, size, id)).await
+}
+
+/// Uploads `source` to `server`, saves it as a document, and stops the server.
+pub(crate) async fn measure_server(
+    http: &reqwest::Client,
+    server: Server,
+    root: &Path,
+    run: &impl Fn(&str) -> Run,
+    (source, size, id): (Arc<File>, u64, &str),
+) -> Result<ServerRun, String> {
     server.reset_peak_rss();
     let cpu_before = server.cpu_seconds();
     let mut outcome = client::upload(http, &run(&server.endpoint), source, size, id).await?;
@@ -335,7 +359,7 @@ async fn server_run(
         return Err(format!("save answered {}", saved.status()));
     }
     drop(server);
-    let _ = std::fs::remove_dir_all(&root);
+    let _ = std::fs::remove_dir_all(root);
     Ok(ServerRun {
         outcome,
         save,

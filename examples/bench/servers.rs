@@ -27,6 +27,19 @@ impl Server {
     /// `target/<profile>/examples/upload_server` (build it with `cargo build --release
     /// --examples`) on a fresh media root, with its own SQLite file beside it.
     pub fn example(media_root: &Path, flush: Flush) -> Result<Self, String> {
+        let flags: &[&str] = match flush {
+            Flush::EveryChunk => &[],
+            Flush::Never => &["--no-sync-data"],
+        };
+        Self::example_with(media_root, flags, &[])
+    }
+
+    /// The example server with extra flags and environment variables.
+    pub fn example_with(
+        media_root: &Path,
+        flags: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Self, String> {
         let binary = std::env::current_exe()
             .map_err(|e| e.to_string())?
             .with_file_name("upload_server");
@@ -41,11 +54,9 @@ impl Server {
             .args(["--bind", "127.0.0.1:0", "--max-file-size", "1099511627776"])
             .arg("--media-root")
             .arg(media_root)
-            .args(match flush {
-                Flush::EveryChunk => &[][..],
-                Flush::Never => &["--no-sync-data"][..],
-            })
+            .args(flags)
             .env_remove("DATABASE_URL")
+            .envs(env.iter().copied())
             .env("RUST_LOG", "warn");
         Self::spawn(command)
     }

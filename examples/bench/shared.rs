@@ -1,0 +1,142 @@
+//! The `shared` table: ours with chunks and saved files on object storage (an
+//! S3-compatible server on this machine, `--s3`; the ledger in the example's SQLite file)
+//! against ours on local files, same client, same file. Object storage adds a PUT per
+//! chunk, about ten small database queries per chunk, and at completion either one more
+//! pass over the bytes (chunk objects, assembled into one object) or one request
+//! (`--s3-parts`, chunks of 5 MiB or more as parts of one multipart upload); the save is a
+//! copy inside the store.
+
+use std::{fs::File, sync::Arc};
+
+use crate::{
+    Args, ServerRun,
+    client::{self, Body, Run},
+    human, measure_server,
+    servers::Server,
+    stats::{median, range},
+};
+
+/// One way of running the example.
+struct Mode {
+    name: &'static str,
+    /// Flags after the common ones; `{prefix}` is replaced by a fresh bucket prefix.
+    flags: &'static [&'static str],
+    /// Only for chunks this large (S3's smallest part).
+    min_chunk: u64,
+}
+
+const MODES: [Mode; 4] = [
+    Mode {
+        name: "local files, flush per chunk (default)",
+        flags: &[],
+        min_chunk: 0,
+    },
+    Mode {
+        name: "local files, no flush",
+        flags: &["--no-sync-data"],
+        min_chunk: 0,
+    },
+    Mode {
+        name: "S3: chunk objects, assembled at completion",
+        flags: &[
+            "--s3-bucket",
+            "resumable-test",
+            "--chunk-subdir",
+            "{prefix}",
+        ],
+        min_chunk: 0,
+    },
+    Mode {
+        name: "S3: chunks as multipart parts (--s3-parts)",
+        flags: &[
+            "--s3-bucket",
+            "resumable-test",
+            "--chunk-subdir",
+            "{prefix}",
+            "--s3-parts",
+        ],
+        min_chunk: 5 << 20,
+    },
+];
+
+pub async fn run(
+    args: &Args,
+    http: &reqwest::Client,
+    sink: &Server,
+    source: Arc<File>,
+) -> Result<(), String> {
+    let Some(endpoint) = &args.s3 else {
+        return Err(
+            "the shared table needs --s3 (or RESUMABLE_TEST_S3): bash tests/setup/s3.sh".into(),
+        );
+    };
+    let size = args.shared_size;
+    let rounds = args.repeat.max(1);
+    println!(
+        "\nObject storage ({}; s3s-fs {endpoint} on this machine, its files on the same disk; ledger in SQLite; \
+         multipart, 3 in flight; medians of {rounds} rounds, range in brackets):\n",
+        human(size)
+    );
+    println!(
+        "| mode | chunk | MiB/s | ÷ sink | completing request | save | server CPU s/GiB | peak RSS |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    let env = [
+        ("AWS_ACCESS_KEY_ID", "resumable-test"),
+        ("AWS_SECRET_ACCESS_KEY", "resumable-test-secret"),
+    ];
+    for chunk_size in [1 << 20, 8 << 20] {
+        let run = |url: &str| Run {
+            url: url.to_owned(),
+            body: Body::Multipart,
+            chunk_size,
+            in_flight: 3,
+        };
+        let mut sink_rates = Vec::new();
+        for round in 0..rounds {
+            let id = format!("{size}-shared-sink-{chunk_size}-{round}");
+            let limit =
+                client::upload(http, &run(&sink.endpoint), source.clone(), size, &id).await?;
+            sink_rates.push(limit.mib_per_s());
+        }
+        let sink_rate = median(&sink_rates);
+        for mode in MODES.iter().filter(|m| chunk_size >= m.min_chunk) {
+            let mut runs: Vec<ServerRun> = Vec::new();
+            for round in 0..rounds {
+                let prefix = format!("bench-{}", uuid::Uuid::new_v4().simple());
+                let mut flags: Vec<&str> = mode
+                    .flags
+                    .iter()
+                    .map(|f| if *f == "{prefix}" { prefix.as_str() } else { f })
+                    .collect();
+                if mode.flags.contains(&"--s3-bucket") {
+                    flags.extend(["--s3-endpoint", endpoint.as_str()]);
+                }
+                let root = args.dir.join("run");
+                let _ = std::fs::remove_dir_all(&root);
+                let server = Server::example_with(&root.join("media"), &flags, &env)?;
+                let id = format!("{size}-shared-{chunk_size}-{round}");
+                runs.push(
+                    measure_server(http, server, &root, &run, (source.clone(), size, &id)).await?,
+                );
+            }
+            let column = |f: &dyn Fn(&ServerRun) -> f64| {
+                let values: Vec<f64> = runs.iter().map(f).collect();
+                (median(&values), range(&values))
+            };
+            let (rate, (lo, hi)) = column(&|r| r.outcome.mib_per_s());
+            let (completing, _) = column(&|r| r.outcome.completing_request.as_secs_f64() * 1e3);
+            let (save, _) = column(&|r| r.save.as_secs_f64() * 1e3);
+            let gib = size as f64 / (1u64 << 30) as f64;
+            let (cpu, _) = column(&|r| r.cpu_seconds / gib);
+            let (rss, _) = column(&|r| r.peak_rss_mib);
+            println!(
+                "| {} | {} | {rate:.0} [{lo:.0}–{hi:.0}] | {:.0} % | {completing:.1} ms | {save:.1} ms | {cpu:.2} | {rss:.1} MiB |",
+                mode.name,
+                human(chunk_size),
+                100.0 * rate / sink_rate,
+            );
+        }
+    }
+    Ok(())
+}
