@@ -56,6 +56,11 @@ impl Uploads {
         let settings = self.settings();
         #[cfg(feature = "object-store")]
         if let Some(shared) = self.shared() {
+            // Saves cut short are finished or dropped first: a reservation keeps its upload.
+            let recovered =
+                crate::field::recover_object_saves(shared, shared.chunks.ledger().connection())
+                    .await
+                    .map_err(io::Error::other)?;
             let removed = shared
                 .chunks
                 .expire(settings.incomplete_expiry, settings.complete_expiry)
@@ -64,7 +69,7 @@ impl Uploads {
             return Ok(ExpiryReport {
                 incomplete: removed.incomplete,
                 complete: removed.complete,
-                leftovers: 0,
+                leftovers: recovered.dropped,
             });
         }
         let media_root = settings.media_root.clone();

@@ -20,7 +20,7 @@
 //! ```
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use std::{fmt, io::Read, marker::PhantomData, path::Path};
+use std::{fmt, marker::PhantomData};
 
 use crate::{
     FileFieldError, ResumableFileField, Scope, UploadStatus, Uploads, field::FileFieldOptions,
@@ -106,7 +106,7 @@ impl<C: FileFieldOptions> FileInput<C> {
             });
         }
         if !C::CONTENT_TYPES.is_empty() {
-            let found = sniff_file(upload.data_path()).await?;
+            let found = sniff(&upload.head(SNIFF_BYTES).await?);
             if !C::CONTENT_TYPES
                 .iter()
                 .any(|allowed| type_matches(allowed, &found))
@@ -175,25 +175,6 @@ impl<C> Serialize for FileInput<C> {
 }
 
 /// The content type of a file judged from its first bytes.
-async fn sniff_file(path: &Path) -> Result<String, FileFieldError> {
-    let path = path.to_owned();
-    let head = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
-        let mut head = Vec::with_capacity(SNIFF_BYTES);
-        std::fs::File::open(path)?
-            .take(SNIFF_BYTES as u64)
-            .read_to_end(&mut head)?;
-        Ok(head)
-    })
-    .await
-    .map_err(std::io::Error::other)?
-    .map_err(|e| match e.kind() {
-        // Saved or expired meanwhile.
-        std::io::ErrorKind::NotFound => FileFieldError::UnknownUpload,
-        _ => FileFieldError::Io(e),
-    })?;
-    Ok(sniff(&head))
-}
-
 /// The content type of bytes from a file's start: a known signature (magic number, via the
 /// `infer` crate), else HTML, SVG or XML by how the text starts, else `text/plain` for
 /// UTF-8 text without NUL bytes, else `application/octet-stream`; `application/x-empty`

@@ -152,6 +152,12 @@ pub enum ObjectChunksError {
     /// the ledger, so the client sends it again.
     #[error("chunk {0} was recorded but its object is missing: send it again")]
     MissingChunk(u64),
+    /// The upload was removed (saved or expired) while the chunk came in.
+    #[error("this upload no longer exists: send it again")]
+    Gone,
+    /// The assembly's claim ran out and another server took it over (this one stopped).
+    #[error("another server took the assembly of this upload over")]
+    ClaimLost,
 }
 
 /// What [`ObjectChunks::expire`] removed.
@@ -328,6 +334,11 @@ impl ObjectChunks {
                 let path = self.chunk_path(key, number);
                 self.write_object(&path, len, body).await?;
                 late_duplicate = !self.ledger.record(key, number, len, None).await?;
+                if late_duplicate && self.ledger.state(key).await?.is_none() {
+                    // The upload was saved or expired while this chunk came in.
+                    self.store.delete(&path).await.or_else(not_found_is_fine)?;
+                    return Err(ObjectChunksError::Gone);
+                }
             }
         }
         let outcome = self.finish(key).await?;
@@ -356,20 +367,37 @@ impl ObjectChunks {
         };
         let parts = self.parts_for(&meta);
         let mut chunk_count = 0;
-        let assembled = match self.check_chunks(key, &meta).await {
-            Err(e) => Err(e),
-            Ok(count) => {
-                chunk_count = count;
-                match parts {
-                    Some(parts) => self.complete_parts(parts, key, &meta).await,
-                    // S3 has no multipart upload without a part: an empty file is a PUT.
-                    None if meta.total_size == 0 => self
-                        .store
-                        .put(&self.complete_path(key), PutPayload::default())
-                        .await
-                        .map(|_| ())
-                        .map_err(ObjectChunksError::from),
-                    None => self.assemble(key, count).await,
+        let assembly = async {
+            let count = self.check_chunks(key, &meta).await?;
+            chunk_count = count;
+            match parts {
+                Some(parts) => self.complete_parts(parts, key, &meta).await,
+                // S3 has no multipart upload without a part: an empty file is a PUT.
+                None if meta.total_size == 0 => self
+                    .store
+                    .put(&self.complete_path(key), PutPayload::default())
+                    .await
+                    .map(|_| ())
+                    .map_err(ObjectChunksError::from),
+                None => self.assemble(key, count).await,
+            }
+        };
+        // The claim is renewed while the assembly runs, however long the file takes.
+        let mut token = token;
+        let assembled = {
+            let mut assembly = std::pin::pin!(assembly);
+            let every = self.ledger.lease() / 3;
+            loop {
+                tokio::select! {
+                    done = &mut assembly => break done,
+                    () = tokio::time::sleep(every) => {
+                        match self.ledger.renew(key, token).await {
+                            Ok(Some(renewed)) => token = renewed,
+                            Ok(None) => break Err(ObjectChunksError::ClaimLost),
+                            // Tried again at the next beat; the lease has two more.
+                            Err(e) => tracing::warn!(%key, error = %e, "could not renew an assembly's claim"),
+                        }
+                    }
                 }
             }
         };
@@ -385,7 +413,11 @@ impl ObjectChunks {
         }
         if self.ledger.complete(key, token).await? {
             if parts.is_none() {
-                self.delete_chunks(key, chunk_count).await?;
+                // The upload is complete whatever happens to the chunk objects now; left
+                // over, they go with the upload (`remove`).
+                if let Err(e) = self.delete_chunks(key, chunk_count).await {
+                    tracing::warn!(%key, error = %e, "could not delete an assembled upload's chunks");
+                }
             }
             Ok(ChunkOutcome::Completed)
         } else {
@@ -621,12 +653,17 @@ impl ObjectChunks {
         let sources: Vec<_> = (1..=total_chunks)
             .map(|number| self.chunk_path(key, number))
             .collect();
-        concatenate(&*self.store, &sources, &self.complete_path(key))
-            .await
-            .map_err(|e| match e {
-                Concatenate::Missing(index) => ObjectChunksError::MissingChunk(index as u64 + 1),
-                Concatenate::Store(e) => e.into(),
-            })
+        concatenate(
+            &*self.store,
+            &sources,
+            &*self.store,
+            &self.complete_path(key),
+        )
+        .await
+        .map_err(|e| match e {
+            Concatenate::Missing(index) => ObjectChunksError::MissingChunk(index as u64 + 1),
+            Concatenate::Store(e) => e.into(),
+        })
     }
 
     async fn delete_chunks(
@@ -661,6 +698,9 @@ fn not_found_is_fine(e: object_store::Error) -> Result<(), object_store::Error> 
     }
 }
 
+/// How many source objects [`concatenate`] requests ahead of the one it copies.
+const SOURCES_IN_FLIGHT: usize = 4;
+
 /// Why [`concatenate`] failed.
 #[derive(Debug)]
 pub(crate) enum Concatenate {
@@ -670,20 +710,35 @@ pub(crate) enum Concatenate {
     Store(object_store::Error),
 }
 
-/// Streams the objects `sources`, in order, into one object at `to` (a multipart upload
-/// of [`ASSEMBLY_PART`] parts, at most [`ASSEMBLY_PARTS_IN_FLIGHT`] in flight: memory
-/// stays bounded whatever the sizes). Aborted on any failure.
+/// Streams the objects `sources` of `store`, in order, into one object at `to` in
+/// `to_store` (a multipart upload of [`ASSEMBLY_PART`] parts, at most
+/// [`ASSEMBLY_PARTS_IN_FLIGHT`] in flight: memory stays bounded whatever the sizes).
+/// Aborted on any failure.
 pub(crate) async fn concatenate(
     store: &dyn ObjectStore,
     sources: &[ObjectPath],
+    to_store: &dyn ObjectStore,
     to: &ObjectPath,
 ) -> Result<(), Concatenate> {
     let mut writer = WriteMultipart::new_with_chunk_size(
-        store.put_multipart(to).await.map_err(Concatenate::Store)?,
+        to_store
+            .put_multipart(to)
+            .await
+            .map_err(Concatenate::Store)?,
         ASSEMBLY_PART,
     );
-    for (index, source) in sources.iter().enumerate() {
-        let failed = match store.get(source).await {
+    // The next few GETs are sent while one body is copied, so that each request's latency
+    // overlaps the copy (bodies are still read one at a time, in order: memory stays
+    // bounded by the socket buffers).
+    let requests = sources
+        .iter()
+        .cloned()
+        .map(|source| async move { store.get(&source).await });
+    let mut objects = futures_util::stream::iter(requests)
+        .buffered(SOURCES_IN_FLIGHT)
+        .enumerate();
+    while let Some((index, object)) = objects.next().await {
+        let failed = match object {
             Ok(object) => {
                 let mut pieces = object.into_stream();
                 let mut failed = None;

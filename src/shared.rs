@@ -57,7 +57,13 @@ impl UploadsBuilder {
     /// # });
     /// ```
     pub fn object_storage(mut self, chunks: ObjectChunks, files: ObjectFiles) -> Self {
-        let files = files.with_private(chunks.prefix().as_ref());
+        let prefix = chunks.prefix().as_ref();
+        let files = if prefix.is_empty() {
+            // Chunks at the top of the bucket: their two directories are off limits.
+            files.with_private("chunks").with_private("complete")
+        } else {
+            files.with_private(prefix)
+        };
         self.shared = Some(SharedStorage { chunks, files });
         self
     }
@@ -67,7 +73,9 @@ fn chunk_error(e: ObjectChunksError) -> UploadError {
     match e {
         ObjectChunksError::Store(e) => UploadError::Unavailable(crate::storage::object::to_io(e)),
         ObjectChunksError::Ledger(e) => UploadError::Unavailable(std::io::Error::other(e)),
-        ObjectChunksError::MissingChunk(_) => UploadError::Retry(e.to_string()),
+        ObjectChunksError::MissingChunk(_)
+        | ObjectChunksError::Gone
+        | ObjectChunksError::ClaimLost => UploadError::Retry(e.to_string()),
         other => UploadError::BadRequest(other.to_string()),
     }
 }
@@ -177,8 +185,13 @@ impl Uploads {
             return Ok(None);
         };
         // Takes up an assembly that failed or whose server died (a no-op unless every
-        // chunk is in and nobody is at it).
-        let outcome = shared.chunks.finish(&key).await.map_err(chunk_error)?;
+        // chunk is in and nobody is at it), on a task of its own, so that a client going
+        // away does not stop it halfway.
+        let chunks = shared.chunks.clone();
+        let outcome = tokio::spawn(async move { chunks.finish(&key).await })
+            .await
+            .map_err(|e| UploadError::Unavailable(std::io::Error::other(e)))?
+            .map_err(chunk_error)?;
         self.completed(shared, scope, &key, &meta, outcome);
         if shared
             .chunks
@@ -227,6 +240,10 @@ impl Uploads {
         let outcome = if place.offset == 0 && !rules.content_types.is_empty() {
             // The file's first bytes are checked before anything is stored.
             let (head, body) = peek(body, SNIFF_BYTES.min(place.len as usize)).await;
+            if let Some(reason) = cut.get() {
+                // Too slow to show its type: the client may try again.
+                return Err(UploadError::Retry(reason.clone()));
+            }
             if let Err(e) = rules.check_head(&head) {
                 drain(body, place.len, self.pace(place.len)).await;
                 return Err(e);

@@ -95,6 +95,7 @@ fn unique_prefix() -> String {
 }
 
 /// A file cut into chunks of `chunk` bytes (the last one takes the rest).
+#[derive(Clone)]
 struct File {
     key: UploadKey,
     meta: UploadMeta,
@@ -611,6 +612,46 @@ async fn a_dead_assemblers_upload_is_finished_after_its_lease(backend: db::Backe
     }
 }
 
+/// An assembly that takes longer than the lease renews its claim: another server asking
+/// meanwhile finds it assembling (and does not assemble it a second time), and the first
+/// completes it.
+async fn a_long_assembly_keeps_its_claim_past_the_lease(backend: db::Backend) {
+    use object_store::throttle::{ThrottleConfig, ThrottledStore};
+    let Ok((_dir, db, _)) = fixture(backend, Store::Local).await else {
+        return;
+    };
+    // Every GET waits 250 ms: the assembly of 8 chunks (4 requested at a time) takes
+    // about 500 ms, against a lease of 300 ms.
+    let slow: Arc<dyn ObjectStore> = Arc::new(ThrottledStore::new(
+        object_store::memory::InMemory::new(),
+        ThrottleConfig {
+            wait_get_per_call: std::time::Duration::from_millis(250),
+            ..ThrottleConfig::default()
+        },
+    ));
+    let lease = std::time::Duration::from_millis(300);
+    let ledger = ChunkLedger::new(db).with_lease(lease);
+    let prefix = unique_prefix();
+    let first = ObjectChunks::new(slow.clone(), ledger.clone()).with_prefix(&prefix);
+    let second = ObjectChunks::new(slow, ledger).with_prefix(&prefix);
+    let file = File::new("long", 800, 100, 21);
+    for number in 1..=7 {
+        file.send(&first, number).await.unwrap();
+    }
+    let assembling = tokio::spawn({
+        let (first, file) = (first.clone(), file.clone());
+        async move { file.send(&first, 8).await }
+    });
+    tokio::time::sleep(lease + std::time::Duration::from_millis(150)).await;
+    assert_eq!(
+        second.finish(&file.key).await.unwrap(),
+        ChunkOutcome::Assembling,
+        "the claim was renewed"
+    );
+    assert_eq!(assembling.await.unwrap().unwrap(), ChunkOutcome::Completed);
+    assert_complete(&first, &file, Store::Local).await;
+}
+
 /// resumable.js cuts 25 bytes in chunks of 10 as 10 + 15 by default and as 10 + 10 + 5
 /// with `forceChunkSize`; both complete (no chunk count needed), and so does a zero-byte
 /// file (one empty chunk).
@@ -661,6 +702,7 @@ async fn both_chunking_modes_and_an_empty_file_complete(backend: db::Backend) {
 }
 
 on_both_databases!(
+    a_long_assembly_keeps_its_claim_past_the_lease,
     both_chunking_modes_and_an_empty_file_complete,
     a_dead_assemblers_upload_is_finished_after_its_lease,
     a_lost_chunk_object_is_asked_for_again_and_the_upload_completes,

@@ -84,7 +84,8 @@ struct Fixture {
     db: DatabaseConnection,
     scope: Scope,
     completions: Arc<AtomicUsize>,
-    store: Option<Arc<dyn ObjectStore>>,
+    /// In shared mode: the chunks' store and the files' store (the same one on S3).
+    stores: Option<(Arc<dyn ObjectStore>, Arc<dyn ObjectStore>)>,
 }
 
 sea_orm_resumable::file_field! {
@@ -121,16 +122,20 @@ impl Fixture {
             .on_complete(move |_| {
                 counter.fetch_add(1, Ordering::SeqCst);
             });
-        let store: Option<Arc<dyn ObjectStore>> = match kind {
+        let stores: Option<(Arc<dyn ObjectStore>, Arc<dyn ObjectStore>)> = match kind {
             Kind::Local => None,
             Kind::ObjectFs => {
-                let bucket = dir.path().join("bucket");
-                std::fs::create_dir_all(&bucket).unwrap();
-                let store: Arc<dyn ObjectStore> =
-                    Arc::new(LocalFileSystem::new_with_prefix(&bucket).unwrap());
-                let files = ObjectFiles::new(store.clone());
-                builder = builder.object_storage(Self::chunks(&store, &db), files);
-                Some(store)
+                // Chunks and files in two stores (a scratch bucket and a media bucket):
+                // saves stream from one to the other.
+                let bucket = |name: &str| -> Arc<dyn ObjectStore> {
+                    let dir = dir.path().join(name);
+                    std::fs::create_dir_all(&dir).unwrap();
+                    Arc::new(LocalFileSystem::new_with_prefix(&dir).unwrap())
+                };
+                let (scratch, media) = (bucket("scratch"), bucket("media-bucket"));
+                let files = ObjectFiles::new(media.clone());
+                builder = builder.object_storage(Self::chunks(&scratch, &db), files);
+                Some((scratch, media))
             }
             Kind::S3 => {
                 let Ok(endpoint) = std::env::var("RESUMABLE_TEST_S3") else {
@@ -156,7 +161,7 @@ impl Fixture {
                 let signer = Arc::new(PrefixSigner { s3, prefix });
                 let files = ObjectFiles::new(store.clone()).with_signer(signer);
                 builder = builder.object_storage(Self::chunks(&store, &db), files);
-                Some(store)
+                Some((store.clone(), store))
             }
         };
         let uploads = builder.build().await.unwrap();
@@ -166,7 +171,7 @@ impl Fixture {
             db,
             scope: Scope::new("alice"),
             completions,
-            store,
+            stores,
         })
     }
 
@@ -209,15 +214,15 @@ impl Fixture {
 
     /// Stores a file at `path` directly, as something other than this crate would.
     async fn put_file(&self, path: &str, bytes: &'static [u8]) {
-        match &self.store {
+        match &self.stores {
             None => {
                 let file = self.dir.path().join("media").join(path);
                 std::fs::create_dir_all(file.parent().unwrap()).unwrap();
                 std::fs::write(file, bytes).unwrap();
             }
-            Some(store) => {
+            Some((_, files)) => {
                 let key = ObjectPath::parse(path).unwrap();
-                store.put(&key, bytes.into()).await.unwrap();
+                files.put(&key, bytes.into()).await.unwrap();
             }
         }
     }
@@ -229,12 +234,12 @@ impl Fixture {
     /// What is left of uploads: chunk files (local) or objects under the chunks' prefix
     /// and ledger rows (shared).
     async fn upload_leftovers(&self) -> Vec<String> {
-        match &self.store {
+        match &self.stores {
             None => common::files_under(&self.dir.path().join("media/resumable_chunks"))
                 .into_iter()
                 .map(|p| p.to_string_lossy().into_owned())
                 .collect(),
-            Some(store) => {
+            Some((store, _)) => {
                 let mut left: Vec<String> = store
                     .list(Some(&ObjectPath::from(CHUNK_PREFIX)))
                     .map_ok(|o| o.location.to_string())
@@ -304,6 +309,7 @@ on_every_storage!(
     an_incomplete_or_foreign_upload_cannot_be_saved,
     a_fields_size_and_content_types_are_checked_at_the_first_chunk,
     a_stalled_chunk_body_is_cut_off_and_the_chunk_can_be_sent_again,
+    the_form_checks_content_types_from_the_stored_bytes,
 );
 
 /// Chunk `number` of a `total`-byte file in 1000-byte chunks (the last holds the rest).
@@ -769,5 +775,28 @@ async fn a_stalled_chunk_body_is_cut_off_and_the_chunk_can_be_sent_again(kind: K
     assert_eq!(
         f.sha256_of(saved.file.path().unwrap()).await,
         sha256(&[2u8; 1000])
+    );
+}
+
+async fn the_form_checks_content_types_from_the_stored_bytes(kind: Kind) {
+    let Some(f) = Fixture::new(kind).await else {
+        return;
+    };
+    use sea_orm_resumable::form::FileInput;
+    // Sent without naming the field, so only the form can check.
+    let mut pdf = b"%PDF-1.7\n".to_vec();
+    pdf.resize(3000, b' ');
+    let token = f.upload("real.pdf", &pdf).await;
+    let input = FileInput::<SmallPdf>::new(token.as_str());
+    assert!(input.clean(&f.uploads, &f.scope).await.is_ok());
+    let mut exe = vec![0u8; 3000];
+    exe[..2].copy_from_slice(b"MZ");
+    let token = f.upload("fake.pdf", &exe).await;
+    let refused = FileInput::<SmallPdf>::new(token.as_str())
+        .clean(&f.uploads, &f.scope)
+        .await;
+    assert!(
+        matches!(&refused, Err(FileFieldError::ContentType { found, .. }) if found != "application/pdf"),
+        "{refused:?}"
     );
 }

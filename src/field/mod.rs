@@ -41,6 +41,8 @@ mod value;
 pub use column::{file_column, file_column_for, file_column_null};
 pub(crate) use moves::{STAGING_DIR, holds_file, saving};
 pub use name::{expand_date, sanitize_file_name};
+#[cfg(feature = "object-store")]
+pub(crate) use object_save::recover as recover_object_saves;
 pub use recovery::RecoveryReport;
 pub use save::{FileValue, PendingUpload, after_save, before_save};
 pub use value::{FileFieldError, ResumableFileField, save_error_message};

@@ -41,6 +41,17 @@ struct ObjectMove {
     since: Instant,
 }
 
+/// The message of a save refused while another save of the upload, to another place, is
+/// under way.
+const SAVING_ELSEWHERE: &str =
+    "this upload is being saved in another row right now; try again in a moment";
+
+/// Whether a reservation made at `reserved_at` (ms) is older than a save may take.
+fn is_stale(reserved_at: i64) -> bool {
+    let age = crate::ledger::now_millis().saturating_sub(reserved_at);
+    u128::try_from(age).unwrap_or(0) > STALE_AFTER.as_millis()
+}
+
 /// Saves between `before_save` and `after_save` in this process, by row and path.
 static MOVES: Mutex<Option<HashMap<MoveKey, ObjectMove>>> = Mutex::new(None);
 
@@ -117,8 +128,12 @@ pub(super) async fn before_save<Db: ConnectionTrait>(
                     crate::faults::fault_point!("save-reserved");
                     return Ok(earlier.path);
                 }
-            } else {
+            } else if is_stale(earlier.reserved_at) {
+                // A save that failed (or whose server died) long ago: given up for this one.
                 ledger.drop_save(&earlier).await?;
+            } else {
+                // Another save of this upload, to another place, may still store its row.
+                return Err(hook_error(SAVING_ELSEWHERE));
             }
             continue;
         }
@@ -136,7 +151,12 @@ pub(super) async fn before_save<Db: ConnectionTrait>(
                 .reserve_save(&key, &candidate, &wanted, &save_destination)
                 .await?
             {
-                Reserved::Yes(_) => {
+                Reserved::Yes(reservation) => {
+                    // The upload may have been saved and removed since the check above.
+                    if ledger.state(&key).await? != Some(UploadState::Complete) {
+                        ledger.drop_save(&reservation).await?;
+                        return Err(hook_error(ALREADY_SAVED));
+                    }
                     remember(target, upload, replaced);
                     crate::faults::fault_point!("save-reserved");
                     return Ok(candidate);
@@ -161,6 +181,18 @@ pub(super) async fn after_save(key: &MoveKey) -> Result<bool, DbErr> {
         return Ok(false);
     };
     crate::faults::fault_point!("save-stored");
+    // Only while the upload's reservation still names this path: an entry whose save
+    // failed long ago must not act on a later save of this row (nor delete its old file).
+    let ours = shared
+        .chunks
+        .ledger()
+        .save_reservation(&save.upload.key)
+        .await?
+        .is_some_and(|r| r.path == key.relative);
+    if !ours {
+        // Another save of the upload to this path finished it, or this entry is stale.
+        return Ok(true);
+    }
     finish(
         shared,
         &save.upload.key,
@@ -181,22 +213,25 @@ pub(super) async fn after_save(key: &MoveKey) -> Result<bool, DbErr> {
 /// reservation names `path`, forgets the upload and drops the reservation.
 async fn finish(shared: &SharedStorage, key: &UploadKey, path: &str, size: u64) -> io::Result<()> {
     let source = shared.chunks.complete_path(key);
-    shared.files.copy_in(&source, path, size).await?;
+    shared
+        .files
+        .copy_in(shared.chunks.store(), &source, path, size)
+        .await?;
     crate::faults::fault_point!("save-linked");
     let ledger = shared.chunks.ledger();
     let reservation = ledger
         .save_reservation(key)
         .await
         .map_err(io::Error::other)?;
-    if let Some(reservation) = reservation.filter(|r| r.path == path) {
+    if reservation.is_some_and(|r| r.path == path) {
         if let Err(e) = shared.chunks.remove(key).await {
+            // The reservation stays, so that recovery removes the upload later (until
+            // then it cannot be saved again: its reservation's row is stored).
             tracing::warn!(%key, error = %e, "could not remove a saved upload's objects");
+            return Ok(());
         }
         crate::faults::fault_point!("save-released");
-        ledger
-            .drop_save(&reservation)
-            .await
-            .map_err(io::Error::other)?;
+        ledger.end_save(key, path).await.map_err(io::Error::other)?;
     }
     Ok(())
 }
@@ -205,7 +240,7 @@ async fn finish(shared: &SharedStorage, key: &UploadKey, path: &str, size: u64) 
 /// reservation not under way in this process is finished if its row is stored (finishing
 /// twice is harmless, should its save still be running on another server), dropped if
 /// not and older than a save may take.
-pub(super) async fn recover<Db: ConnectionTrait>(
+pub(crate) async fn recover<Db: ConnectionTrait>(
     shared: &SharedStorage,
     db: &Db,
 ) -> Result<RecoveryReport, DbErr> {

@@ -23,9 +23,11 @@
 //! (the call that recorded it, unless another claim comes first), and the row lock makes
 //! sure only one does. A claim is a lease: a server that died while assembling loses it
 //! after `lease`, and its token no longer completes the upload in the ledger (a fencing
-//! token). The ledger cannot fence the store: an assembler that outlives its lease may
-//! still write the same bytes to the same object, so keep the lease well above the time
-//! an assembly takes (it is not renewed while one runs).
+//! token). A live assembler renews its claim every third of the lease
+//! ([`ChunkLedger::renew`]), so an assembly may take as long as the file needs; one that
+//! cannot renew (its database unreachable for a whole lease) stops. The ledger cannot
+//! fence the store: an assembler cut off that way may still write the same bytes to the
+//! same object as the server that took over.
 //!
 //! ```
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -370,6 +372,19 @@ impl ChunkLedger {
         size: u64,
         part: Option<&str>,
     ) -> Result<bool, DbErr> {
+        // Only for an upload the ledger knows (not one removed meanwhile), so no chunk row
+        // outlives its upload.
+        let row = Query::select()
+            .exprs([
+                Expr::val(key_text(key)),
+                Expr::val(as_i64(number)?),
+                Expr::val(as_i64(size)?),
+                Expr::val(part.map(str::to_owned)),
+                Expr::val(now_millis()),
+            ])
+            .from(ResumableUpload::Table)
+            .and_where(Expr::col(ResumableUpload::Key).eq(key_text(key)))
+            .to_owned();
         let insert = Query::insert()
             .into_table(ResumableChunk::Table)
             .columns([
@@ -379,13 +394,8 @@ impl ChunkLedger {
                 ResumableChunk::Part,
                 ResumableChunk::RecordedAt,
             ])
-            .values_panic([
-                key_text(key).into(),
-                as_i64(number)?.into(),
-                as_i64(size)?.into(),
-                part.map(str::to_owned).into(),
-                now_millis().into(),
-            ])
+            .select_from(row)
+            .map_err(|e| DbErr::Custom(e.to_string()))?
             .on_conflict(
                 OnConflict::columns([ResumableChunk::UploadKey, ResumableChunk::Number])
                     .do_nothing()
@@ -529,6 +539,35 @@ impl ChunkLedger {
             Some(UploadState::Assembling) => Claim::Assembling,
             Some(UploadState::Open) => Claim::NotAllIn,
         })
+    }
+
+    /// The database the ledger is in.
+    pub fn connection(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// How long a claim holds unless renewed.
+    pub fn lease(&self) -> Duration {
+        self.lease
+    }
+
+    /// Renews the claim `token` for another lease (an assembly that runs long); returns the
+    /// new token, or `None` if `token` is no longer the upload's claim (its lease ran out
+    /// and another server took it over).
+    pub async fn renew(
+        &self,
+        key: &UploadKey,
+        token: ClaimToken,
+    ) -> Result<Option<ClaimToken>, DbErr> {
+        let renewed = std::cmp::max(now_millis(), token.0 + 1);
+        let update = Query::update()
+            .table(ResumableUpload::Table)
+            .value(ResumableUpload::ClaimedAt, renewed)
+            .and_where(Expr::col(ResumableUpload::Key).eq(key_text(key)))
+            .and_where(Expr::col(ResumableUpload::State).eq(ASSEMBLING))
+            .and_where(Expr::col(ResumableUpload::ClaimedAt).eq(token.0))
+            .to_owned();
+        Ok((self.db.execute(&update).await?.rows_affected() == 1).then_some(ClaimToken(renewed)))
     }
 
     /// Marks the upload complete, if `token` is still its latest claim. Returns whether

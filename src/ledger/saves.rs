@@ -238,13 +238,25 @@ impl ChunkLedger {
         )
     }
 
-    /// Drops `reservation` if the upload's reservation still names its path (the save that
-    /// put the file there is done); returns whether it did.
+    /// Drops `reservation` if it is unchanged (same path, not renewed since: its time is
+    /// its fencing token); returns whether it did.
     pub async fn drop_save(&self, reservation: &SaveReservation) -> Result<bool, DbErr> {
         let delete = Query::delete()
             .from_table(ResumableSave::Table)
             .and_where(Expr::col(ResumableSave::UploadKey).eq(key_text(&reservation.key)))
             .and_where(Expr::col(ResumableSave::Path).eq(reservation.path.as_str()))
+            .and_where(Expr::col(ResumableSave::ReservedAt).eq(reservation.reserved_at))
+            .to_owned();
+        Ok(self.db.execute(&delete).await?.rows_affected() == 1)
+    }
+
+    /// Ends the save of upload `key` to `path`, once its file is there: drops the upload's
+    /// reservation if it names `path` (whoever renewed it); returns whether it did.
+    pub async fn end_save(&self, key: &UploadKey, path: &str) -> Result<bool, DbErr> {
+        let delete = Query::delete()
+            .from_table(ResumableSave::Table)
+            .and_where(Expr::col(ResumableSave::UploadKey).eq(key_text(key)))
+            .and_where(Expr::col(ResumableSave::Path).eq(path))
             .to_owned();
         Ok(self.db.execute(&delete).await?.rows_affected() == 1)
     }

@@ -104,25 +104,47 @@ impl ObjectFiles {
         ObjectPath::parse(path).map_err(invalid)
     }
 
-    /// Copies the object `from` (of `size` bytes) to the stored path `path`, unless an
-    /// object is there already (a save being finished again after a crash).
-    pub(crate) async fn copy_in(&self, from: &ObjectPath, path: &str, size: u64) -> io::Result<()> {
+    /// Copies the object `from` (of `size` bytes) of `from_store` to the stored path
+    /// `path`, unless an object is there already (a save being finished again after a
+    /// crash): a server-side copy within one store, up to the copy limit; else streamed.
+    pub(crate) async fn copy_in(
+        &self,
+        from_store: &Arc<dyn ObjectStore>,
+        from: &ObjectPath,
+        path: &str,
+        size: u64,
+    ) -> io::Result<()> {
         let to = self.key(path)?;
         if self.exists(path).await? {
             return Ok(());
         }
-        if size <= self.copy_limit {
+        if Arc::ptr_eq(from_store, &self.store) && size <= self.copy_limit {
             return self.store.copy(from, &to).await.map_err(to_io);
         }
-        crate::object_chunks::concatenate(&*self.store, std::slice::from_ref(from), &to)
-            .await
-            .map_err(|e| match e {
-                crate::object_chunks::Concatenate::Missing(_) => io::Error::new(
-                    io::ErrorKind::NotFound,
-                    format!("the upload's file {from} is gone"),
-                ),
-                crate::object_chunks::Concatenate::Store(e) => to_io(e),
-            })
+        if size == 0 {
+            // S3 has no multipart upload without a part.
+            from_store.head(from).await.map_err(to_io)?;
+            return self
+                .store
+                .put(&to, Default::default())
+                .await
+                .map(|_| ())
+                .map_err(to_io);
+        }
+        crate::object_chunks::concatenate(
+            &**from_store,
+            std::slice::from_ref(from),
+            &*self.store,
+            &to,
+        )
+        .await
+        .map_err(|e| match e {
+            crate::object_chunks::Concatenate::Missing(_) => io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("the upload's file {from} is gone"),
+            ),
+            crate::object_chunks::Concatenate::Store(e) => to_io(e),
+        })
     }
 }
 
