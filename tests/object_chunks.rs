@@ -3,12 +3,13 @@
 //! (s3s-fs, started by tests/setup/s3.sh, named by `RESUMABLE_TEST_S3`), each with the
 //! ledger on an SQLite file and on PostgreSQL.
 
+mod common;
 #[macro_use]
 #[path = "common/db.rs"]
 mod db;
 
 use bytes::Bytes;
-use object_store::{ObjectStore, ObjectStoreExt, aws::AmazonS3Builder, local::LocalFileSystem};
+use object_store::{ObjectStore, ObjectStoreExt, local::LocalFileSystem};
 use rand::{Rng, SeedableRng, seq::SliceRandom};
 use sea_orm::{ConnectionTrait, DatabaseConnection};
 use sea_orm_resumable::{
@@ -41,17 +42,7 @@ fn store(kind: Store, dir: &Path) -> Option<Arc<dyn ObjectStore>> {
                 eprintln!("SKIPPED: RESUMABLE_TEST_S3 is not set (tests/setup/s3.sh)");
                 return None;
             };
-            Some(Arc::new(
-                AmazonS3Builder::new()
-                    .with_endpoint(endpoint)
-                    .with_allow_http(true)
-                    .with_bucket_name("resumable-test")
-                    .with_region("us-east-1")
-                    .with_access_key_id("resumable-test")
-                    .with_secret_access_key("resumable-test-secret")
-                    .build()
-                    .unwrap(),
-            ))
+            Some(Arc::new(common::test_bucket(&endpoint)))
         }
     }
 }
@@ -455,19 +446,7 @@ async fn large_chunks_go_straight_in_as_parts_from_either_server(backend: db::Ba
                 eprintln!("SKIPPED: RESUMABLE_TEST_S3 is not set (tests/setup/s3.sh)");
                 continue;
             };
-            let client = || {
-                Arc::new(
-                    AmazonS3Builder::new()
-                        .with_endpoint(&endpoint)
-                        .with_allow_http(true)
-                        .with_bucket_name("resumable-test")
-                        .with_region("us-east-1")
-                        .with_access_key_id("resumable-test")
-                        .with_secret_access_key("resumable-test-secret")
-                        .build()
-                        .unwrap(),
-                )
-            };
+            let client = || Arc::new(common::test_bucket(&endpoint));
             let (one, two) = (client(), client());
             (a, b, parts_a, parts_b) = (one.clone(), two.clone(), one, two);
         }

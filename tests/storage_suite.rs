@@ -23,8 +23,8 @@ use entities::{
 use futures_util::TryStreamExt;
 use migration::{Migrator, MigratorTrait};
 use object_store::{
-    ObjectStore, ObjectStoreExt, aws::AmazonS3, aws::AmazonS3Builder, local::LocalFileSystem,
-    path::Path as ObjectPath, prefix::PrefixStore, signer::Signer,
+    ObjectStore, ObjectStoreExt, aws::AmazonS3, local::LocalFileSystem, path::Path as ObjectPath,
+    prefix::PrefixStore, signer::Signer,
 };
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ConnectionTrait, DatabaseConnection, EntityTrait,
@@ -142,18 +142,7 @@ impl Fixture {
                     eprintln!("SKIPPED: RESUMABLE_TEST_S3 is not set (tests/setup/s3.sh)");
                     return None;
                 };
-                let s3 = Arc::new(
-                    AmazonS3Builder::new()
-                        .with_endpoint(endpoint)
-                        .with_allow_http(true)
-                        .with_bucket_name("resumable-test")
-                        .with_region("us-east-1")
-                        .with_access_key_id("resumable-test")
-                        .with_secret_access_key("resumable-test-secret")
-                        .with_virtual_hosted_style_request(false)
-                        .build()
-                        .unwrap(),
-                );
+                let s3 = Arc::new(common::test_bucket(&endpoint));
                 let prefix =
                     ObjectPath::from(format!("storage-suite-{}", uuid::Uuid::new_v4().simple()));
                 let store: Arc<dyn ObjectStore> =
