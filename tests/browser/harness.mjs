@@ -3,7 +3,7 @@
 
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -44,9 +44,11 @@ export async function startServer(extraArgs = []) {
     base: endpoint,
     media,
     root,
+    /** Stops the server and removes its directory (media, database, test files). */
     async stop() {
       child.kill('SIGINT');
       await new Promise((r) => child.once('exit', r));
+      rmSync(root, { recursive: true, force: true });
     },
   };
 }
