@@ -18,6 +18,9 @@
 
   var RETRY_FIRST_MS = 500;
   var RETRY_MAX_MS = 30000;
+  // Longest pause between two questions to a server that has every chunk and is still
+  // putting the file together.
+  var ASSEMBLING_PROBE_MAX_MS = 10000;
   var MAX_ATTEMPTS = 12;
   /** A chunk upload that made progress, then none for this long (default; the widget's
    *  data-stall-ms overrides) is given up and retried: a connection can die without an
@@ -83,6 +86,10 @@
     this.finished = false;
     this.attempts = 0;
     this.retryTimer = null;
+    // The last answer's status, and how often the server said every chunk is in but the
+    // file not yet complete (it is putting the file together).
+    this.lastStatus = null;
+    this.assemblingProbes = 0;
   }
 
   Upload.prototype.range = function (n) {
@@ -206,11 +213,27 @@
     }
     var n = this.queue.shift();
     if (n === undefined) {
-      // Every chunk is in, yet no answer said complete (a lost answer): ask once more.
-      if (Object.keys(this.inFlight).length === 0 && !this.probed) {
+      if (Object.keys(this.inFlight).length > 0) {
+        return;
+      }
+      var last = this.lastStatus;
+      if (!this.probed) {
+        // Every chunk is in, yet no answer said complete (a lost answer): ask once more.
         this.probed = true;
         this.testChunk(this.total);
-      } else if (Object.keys(this.inFlight).length === 0) {
+      } else if (last && last.chunks_received >= last.total_chunks) {
+        // The server has every chunk and is still putting the file together (on object
+        // storage that takes a while for a large file): ask again, less and less often.
+        var self = this;
+        var wait = Math.min(1000 * Math.pow(2, this.assemblingProbes), ASSEMBLING_PROBE_MAX_MS);
+        this.assemblingProbes++;
+        clearTimeout(this.retryTimer);
+        this.retryTimer = setTimeout(function () {
+          if (self.running && !self.finished) {
+            self.testChunk(self.total);
+          }
+        }, wait);
+      } else {
         this.pause();
         this.on.error('the server has not confirmed the upload; press Resume to check again');
       }
@@ -325,6 +348,7 @@
     } catch (e) {
       status = null;
     }
+    this.lastStatus = status;
     this.on.progress(this.bytesNow(), this.file.size);
     if (status && status.complete && !this.finished) {
       this.finished = true;

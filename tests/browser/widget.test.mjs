@@ -229,6 +229,43 @@ test('a form shown again after an error keeps the finished upload: no second upl
   });
 });
 
+test('a server that has every chunk but is still putting the file together is asked again until it is complete', async () => {
+  await withServerPage(browser, [], async (server, page) => {
+    // The first three answers that say complete come back as "every chunk in, not complete
+    // yet", as from a server still assembling the file on object storage.
+    let held = 0;
+    await page.route(`${server.base}/resumable_upload/**`, async (route) => {
+      const response = await route.fetch();
+      const text = await response.text();
+      let status = null;
+      try {
+        status = JSON.parse(text);
+      } catch {
+        status = null;
+      }
+      if (status && status.complete && held < 3) {
+        held += 1;
+        status.complete = false;
+        status.chunks_received = status.total_chunks;
+        await route.fulfill({ response, body: JSON.stringify(status) });
+        return;
+      }
+      await route.fulfill({ response, body: text });
+    });
+    const file = randomFile(server.root, 'assembling.bin', 3 * MiB + 11);
+    await openForm(page, server);
+    await page.setInputFiles('#id_file', file.path);
+    await page.waitForFunction(() => document.querySelector('[data-rw-token]').value !== '', null, {
+      timeout: 30000,
+    });
+    assert.equal(held, 3, 'three answers held back, then the fourth question got "complete"');
+    assert.equal(await stateOf(page), 'complete');
+    await page.fill('#title', 'Assembled');
+    await Promise.all([page.waitForURL(/\/documents\/\d+$/), page.click('#save')]);
+    assert.equal(sha256File(join(server.media, await page.textContent('#path'))), file.sha256);
+  });
+});
+
 test('a file dropped on the drop area uploads like a picked one', async () => {
   await withServerPage(browser, [], async (server, page) => {
     await openForm(page, server);
