@@ -4,7 +4,7 @@
 //! `before_save` reserves a free path for the upload in the ledger's `resumable_save`
 //! table (unique, so two uploads saved at once, on any servers, never get one name) and
 //! puts it in the column; once the row is stored, `after_save` copies the assembled
-//! upload to that key inside the store, then forgets the upload (its objects and ledger
+//! upload to that key (inside the store when it can), then forgets the upload (its objects and ledger
 //! rows) and, last, the reservation. A failed INSERT/UPDATE leaves the upload as it was
 //! (a retry takes the reservation over); a save cut short by a crash is finished or
 //! dropped by [`Uploads::recover_saves`](crate::Uploads::recover_saves) from any server.

@@ -15,8 +15,9 @@ use crate::media::check_relative;
 pub const SERVER_COPY_LIMIT: u64 = 5 << 30;
 
 /// Stored files as objects: the file column's path is the object key. Saving a model
-/// copies the assembled upload to that key inside the store (a server-side copy up to
-/// [`SERVER_COPY_LIMIT`], a streamed one beyond), so no file passes through the app.
+/// copies the assembled upload to that key: a server-side copy when chunks and files are
+/// in the same store, up to [`SERVER_COPY_LIMIT`]; streamed through the app beyond it or
+/// between two stores (e.g. a scratch bucket for chunks and a media bucket for files).
 ///
 /// ```
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
