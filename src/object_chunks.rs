@@ -461,7 +461,20 @@ impl ObjectChunks {
 
     /// Forgets the upload: its ledger rows, chunk objects and assembled file.
     pub async fn remove(&self, key: &UploadKey) -> Result<(), ObjectChunksError> {
-        if let (Some(parts), Some(id)) = (&self.parts, self.ledger.multipart_id(key).await?) {
+        let multipart_id = self.ledger.multipart_id(key).await?;
+        self.remove_objects(key, multipart_id).await?;
+        self.ledger.remove(key).await?;
+        Ok(())
+    }
+
+    /// Deletes the upload's chunk objects and assembled file, and aborts its multipart
+    /// upload (`multipart_id`) if any.
+    async fn remove_objects(
+        &self,
+        key: &UploadKey,
+        multipart_id: Option<String>,
+    ) -> Result<(), ObjectChunksError> {
+        if let (Some(parts), Some(id)) = (&self.parts, multipart_id) {
             // Fails harmlessly once the upload was completed.
             let _ = parts.abort_multipart(&self.complete_path(key), &id).await;
         }
@@ -472,7 +485,6 @@ impl ObjectChunks {
             .delete(&self.complete_path(key))
             .await
             .or_else(not_found_is_fine)?;
-        self.ledger.remove(key).await?;
         Ok(())
     }
 
@@ -491,12 +503,20 @@ impl ObjectChunks {
             .await?;
         let mut expired = Expired::default();
         for key in &stale {
-            if self.ledger.state(key).await? == Some(UploadState::Complete) {
+            let complete = self.ledger.state(key).await? == Some(UploadState::Complete);
+            let multipart_id = self.ledger.multipart_id(key).await?;
+            // Forgotten in the ledger first, unless a save reserved it meanwhile (a save
+            // checks the upload is still there after reserving): no save can then take
+            // a file whose objects go next.
+            if !self.ledger.remove_unless_saving(key).await? {
+                continue;
+            }
+            self.remove_objects(key, multipart_id).await?;
+            if complete {
                 expired.complete += 1;
             } else {
                 expired.incomplete += 1;
             }
-            self.remove(key).await?;
         }
         Ok(expired)
     }

@@ -72,6 +72,81 @@ async fn duplicates_are_recorded_once_and_the_first_metadata_wins(backend: Backe
     assert!(!b.has(&k, 2).await.unwrap());
 }
 
+/// A path is reserved for one upload at a time and an upload has one reservation; a
+/// dropped reservation must be unchanged (its time is its fence); an upload being saved
+/// is not removed by expiry; chunks of an unknown upload are not recorded.
+async fn save_reservations_are_unique_fenced_and_keep_their_upload_from_expiry(backend: Backend) {
+    use sea_orm_resumable::ledger::{Reserved, SaveDestination};
+    let dir = tempfile::tempdir().unwrap();
+    let Some(db) = db::connect(backend, dir.path()).await else {
+        return;
+    };
+    tables(&db).await;
+    let ledger = ChunkLedger::new(db);
+    let row = SaveDestination {
+        schema: None,
+        table: "document".into(),
+        column: "file".into(),
+    };
+    let (one, two) = (key("one"), key("two"));
+    for k in [one, two] {
+        ledger.open(&k, &meta("x", "i", 1)).await.unwrap();
+        assert!(ledger.record(&k, 1, 10, None).await.unwrap());
+    }
+    assert!(
+        !ledger.record(&key("unknown"), 1, 10, None).await.unwrap(),
+        "no chunk row without its upload"
+    );
+    let Reserved::Yes(first) = ledger
+        .reserve_save(&one, "docs/a.pdf", "docs/a.pdf", &row)
+        .await
+        .unwrap()
+    else {
+        panic!("a free path is reserved");
+    };
+    assert_eq!(
+        ledger
+            .reserve_save(&two, "docs/a.pdf", "docs/a.pdf", &row)
+            .await
+            .unwrap(),
+        Reserved::PathTaken
+    );
+    assert_eq!(
+        ledger
+            .reserve_save(&one, "docs/b.pdf", "docs/b.pdf", &row)
+            .await
+            .unwrap(),
+        Reserved::UploadTaken
+    );
+    assert!(ledger.path_reserved("docs/a.pdf").await.unwrap());
+    // Being saved: expiry leaves it (and its chunks) alone.
+    assert!(!ledger.remove_unless_saving(&one).await.unwrap());
+    assert!(ledger.has(&one, 1).await.unwrap());
+    // Renewed by a retry: the old copy no longer drops it.
+    let renewed = ledger.renew_save(&first).await.unwrap().expect("renewed");
+    assert!(
+        !ledger.drop_save(&first).await.unwrap(),
+        "fenced by its time"
+    );
+    assert_eq!(
+        ledger.save_reservation(&one).await.unwrap(),
+        Some(renewed.clone())
+    );
+    assert!(ledger.drop_save(&renewed).await.unwrap());
+    assert!(ledger.remove_unless_saving(&one).await.unwrap());
+    assert!(ledger.meta(&one).await.unwrap().is_none() && !ledger.has(&one, 1).await.unwrap());
+    // end_save ends whatever reservation names the path.
+    let Reserved::Yes(_) = ledger
+        .reserve_save(&two, "docs/a.pdf", "docs/a.pdf", &row)
+        .await
+        .unwrap()
+    else {
+        panic!("free again");
+    };
+    assert!(ledger.end_save(&two, "docs/a.pdf").await.unwrap());
+    assert!(!ledger.path_reserved("docs/a.pdf").await.unwrap());
+}
+
 /// 20 uploads of 16 chunks; every chunk recorded once or twice, through either of two
 /// pools, 16 tasks at a time, in a shuffled order; after each record the task claims.
 async fn parallel_chunks_through_two_pools_complete_each_upload_exactly_once(backend: Backend) {
@@ -243,6 +318,7 @@ async fn stale_uploads_are_the_idle_unfinished_and_the_long_complete(backend: Ba
 }
 
 on_both_databases!(
+    save_reservations_are_unique_fenced_and_keep_their_upload_from_expiry,
     stale_uploads_are_the_idle_unfinished_and_the_long_complete,
     the_migration_crate_creates_the_ledger_and_can_undo_it,
     duplicates_are_recorded_once_and_the_first_metadata_wins,

@@ -676,6 +676,30 @@ impl ChunkLedger {
             .collect()
     }
 
+    /// Forgets the upload and its chunks unless a save has reserved a path for it; returns
+    /// whether it did (what expiry uses, so that a save under way keeps its upload).
+    pub async fn remove_unless_saving(&self, key: &UploadKey) -> Result<bool, DbErr> {
+        let being_saved = Query::select()
+            .expr(Expr::val(1))
+            .from(ResumableSave::Table)
+            .and_where(Expr::col(ResumableSave::UploadKey).eq(key_text(key)))
+            .to_owned();
+        let upload = Query::delete()
+            .from_table(ResumableUpload::Table)
+            .and_where(Expr::col(ResumableUpload::Key).eq(key_text(key)))
+            .and_where(Expr::exists(being_saved).not())
+            .to_owned();
+        if self.db.execute(&upload).await?.rows_affected() == 0 {
+            return Ok(false);
+        }
+        let chunks = Query::delete()
+            .from_table(ResumableChunk::Table)
+            .and_where(Expr::col(ResumableChunk::UploadKey).eq(key_text(key)))
+            .to_owned();
+        self.db.execute(&chunks).await?;
+        Ok(true)
+    }
+
     /// Forgets the upload and its chunks (after it was saved, or when it expires).
     pub async fn remove(&self, key: &UploadKey) -> Result<(), DbErr> {
         let chunks = Query::delete()
