@@ -98,7 +98,7 @@ async fn save_reservations_are_unique_fenced_and_keep_their_upload_from_expiry(b
         "no chunk row without its upload"
     );
     let Reserved::Yes(first) = ledger
-        .reserve_save(&one, "docs/a.pdf", "docs/a.pdf", &row)
+        .reserve_save((&one, "i"), "docs/a.pdf", "docs/a.pdf", &row)
         .await
         .unwrap()
     else {
@@ -106,14 +106,14 @@ async fn save_reservations_are_unique_fenced_and_keep_their_upload_from_expiry(b
     };
     assert_eq!(
         ledger
-            .reserve_save(&two, "docs/a.pdf", "docs/a.pdf", &row)
+            .reserve_save((&two, "i"), "docs/a.pdf", "docs/a.pdf", &row)
             .await
             .unwrap(),
         Reserved::PathTaken
     );
     assert_eq!(
         ledger
-            .reserve_save(&one, "docs/b.pdf", "docs/b.pdf", &row)
+            .reserve_save((&one, "i"), "docs/b.pdf", "docs/b.pdf", &row)
             .await
             .unwrap(),
         Reserved::UploadTaken
@@ -137,7 +137,7 @@ async fn save_reservations_are_unique_fenced_and_keep_their_upload_from_expiry(b
     assert!(ledger.meta(&one).await.unwrap().is_none() && !ledger.has(&one, 1).await.unwrap());
     // end_save ends whatever reservation names the path.
     let Reserved::Yes(_) = ledger
-        .reserve_save(&two, "docs/a.pdf", "docs/a.pdf", &row)
+        .reserve_save((&two, "i"), "docs/a.pdf", "docs/a.pdf", &row)
         .await
         .unwrap()
     else {

@@ -299,6 +299,7 @@ on_every_storage!(
     a_fields_size_and_content_types_are_checked_at_the_first_chunk,
     a_stalled_chunk_body_is_cut_off_and_the_chunk_can_be_sent_again,
     the_form_checks_content_types_from_the_stored_bytes,
+    a_reservation_left_by_an_earlier_upload_of_the_same_file_does_not_block_or_remove_the_new_one,
 );
 
 /// Chunk `number` of a `total`-byte file in 1000-byte chunks (the last holds the rest).
@@ -788,4 +789,59 @@ async fn the_form_checks_content_types_from_the_stored_bytes(kind: Kind) {
         matches!(&refused, Err(FileFieldError::ContentType { found, .. }) if found != "application/pdf"),
         "{refused:?}"
     );
+}
+
+/// Shared mode only: a save that stopped after removing its upload but before ending its
+/// reservation (a crash) leaves the reservation; the same file uploaded again (same key, a
+/// new upload) is neither refused nor removed by recovery, and saves.
+async fn a_reservation_left_by_an_earlier_upload_of_the_same_file_does_not_block_or_remove_the_new_one(
+    kind: Kind,
+) {
+    use sea_orm_resumable::ledger::{ChunkLedger, Reserved, SaveDestination};
+    if kind == Kind::Local {
+        return; // local saves keep their reservations as files (tests/kill_nine.rs)
+    }
+    let Some(f) = Fixture::new(kind).await else {
+        return;
+    };
+    let old_bytes = random_bytes(200_000, 31);
+    let token = upload_shuffled_twice(&f, "again.bin", &old_bytes).await;
+    let old = f.insert_document("old", &token).await;
+    let old_path = old.file.path().unwrap().to_owned();
+    // The crash: the old save's reservation is still there.
+    let ledger = ChunkLedger::new(f.db.clone());
+    let key =
+        sea_orm_resumable::UploadKey::derive(&f.scope, &format!("{}-again.bin", old_bytes.len()));
+    let row = SaveDestination {
+        schema: None,
+        table: "document".into(),
+        column: "file".into(),
+    };
+    let left = ledger
+        .reserve_save((&key, "the-old-upload"), &old_path, &old_path, &row)
+        .await
+        .unwrap();
+    assert!(matches!(left, Reserved::Yes(_)));
+    // The same file name and size again: the same key, a new upload.
+    let new_bytes = random_bytes(200_000, 32);
+    let token = upload_shuffled_twice(&f, "again.bin", &new_bytes).await;
+    f.uploads.recover_saves(&f.db).await.unwrap();
+    assert!(
+        f.uploads
+            .upload_status(&f.scope, token.as_str(), None)
+            .await
+            .unwrap()
+            .complete,
+        "recovery left the new upload alone"
+    );
+    let new = f.insert_document("new", &token).await;
+    let new_path = new.file.path().unwrap().to_owned();
+    assert_ne!(new_path, old_path);
+    assert_eq!(f.sha256_of(&new_path).await, sha256(&new_bytes));
+    assert_eq!(
+        f.sha256_of(&old_path).await,
+        sha256(&old_bytes),
+        "the old file kept"
+    );
+    assert_eq!(f.upload_leftovers().await, Vec::<String>::new());
 }

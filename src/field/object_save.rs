@@ -119,7 +119,19 @@ pub(super) async fn before_save<Db: ConnectionTrait>(
                 destination: earlier.destination.clone().into(),
                 relative: earlier.path.clone(),
             };
-            if row_holds(db, &held).await? {
+            let stored = row_holds(db, &held).await?;
+            if earlier.instance != upload.meta.instance {
+                // Left by an earlier upload of the same file (same key), removed since
+                // (its save stopped between removing it and ending the reservation): its
+                // file is in place if its row was stored; either way it is over.
+                if stored {
+                    ledger.end_save(&key, &earlier.path).await?;
+                } else {
+                    ledger.drop_save(&earlier).await?;
+                }
+                continue;
+            }
+            if stored {
                 return Err(hook_error(ALREADY_SAVED));
             }
             if earlier.wanted == wanted && earlier.destination == save_destination {
@@ -148,7 +160,12 @@ pub(super) async fn before_save<Db: ConnectionTrait>(
         let exists = shared.files.exists(&candidate).await.map_err(hook_error)?;
         if !exists && !row_holds(db, &target).await? {
             match ledger
-                .reserve_save(&key, &candidate, &wanted, &save_destination)
+                .reserve_save(
+                    (&key, &upload.meta.instance),
+                    &candidate,
+                    &wanted,
+                    &save_destination,
+                )
                 .await?
             {
                 Reserved::Yes(reservation) => {
@@ -193,11 +210,12 @@ pub(super) async fn after_save(key: &MoveKey) -> Result<bool, DbErr> {
         // Another save of the upload to this path finished it, or this entry is stale.
         return Ok(true);
     }
+    let upload = &save.upload;
     finish(
         shared,
-        &save.upload.key,
+        (&upload.key, &upload.meta.instance),
         &key.relative,
-        save.upload.meta.total_size,
+        upload.meta.total_size,
     )
     .await
     .map_err(|e| hook_error(format!("the row is saved but its file was not: {e}")))?;
@@ -209,22 +227,41 @@ pub(super) async fn after_save(key: &MoveKey) -> Result<bool, DbErr> {
     Ok(true)
 }
 
-/// Copies upload `key`'s file to `path` (unless there already), then, if the upload's
-/// reservation names `path`, forgets the upload and drops the reservation.
-async fn finish(shared: &SharedStorage, key: &UploadKey, path: &str, size: u64) -> io::Result<()> {
-    let source = shared.chunks.complete_path(key);
-    shared
-        .files
-        .copy_in(shared.chunks.store(), &source, path, size)
-        .await?;
-    crate::faults::fault_point!("save-linked");
+/// Copies upload `key`'s file (the upload `instance` of that key) to `path` unless it is
+/// there, then, if the upload's reservation names `path`, forgets the upload and ends the
+/// reservation. An upload of the same key made since (another instance) is never copied
+/// from nor removed.
+async fn finish(
+    shared: &SharedStorage,
+    (key, instance): (&UploadKey, &str),
+    path: &str,
+    size: u64,
+) -> io::Result<()> {
     let ledger = shared.chunks.ledger();
+    let same_upload = ledger
+        .meta(key)
+        .await
+        .map_err(io::Error::other)?
+        .is_some_and(|meta| meta.instance == instance);
+    if same_upload {
+        let source = shared.chunks.complete_path(key);
+        shared
+            .files
+            .copy_in(shared.chunks.store(), &source, path, size)
+            .await?;
+    } else if !shared.files.exists(path).await? {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("the upload of {path:?} is gone"),
+        ));
+    }
+    crate::faults::fault_point!("save-linked");
     let reservation = ledger
         .save_reservation(key)
         .await
         .map_err(io::Error::other)?;
     if reservation.is_some_and(|r| r.path == path) {
-        if let Err(e) = shared.chunks.remove(key).await {
+        if same_upload && let Err(e) = shared.chunks.remove(key).await {
             // The reservation stays, so that recovery removes the upload later (until
             // then it cannot be saved again: its reservation's row is stored).
             tracing::warn!(%key, error = %e, "could not remove a saved upload's objects");
@@ -272,7 +309,8 @@ pub(crate) async fn recover<Db: ConnectionTrait>(
                     .meta(&reservation.key)
                     .await?
                     .map_or(0, |meta| meta.total_size);
-                match finish(shared, &reservation.key, &reservation.path, size).await {
+                let upload = (&reservation.key, reservation.instance.as_str());
+                match finish(shared, upload, &reservation.path, size).await {
                     Ok(()) => report.finished += 1,
                     Err(e) => {
                         tracing::error!(path = reservation.path, error = %e, "a stored row's file could not be put in place");

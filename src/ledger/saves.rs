@@ -23,6 +23,7 @@ pub(crate) enum ResumableSave {
     Wanted,
     Destination,
     ReservedAt,
+    Instance,
 }
 
 /// The `CREATE TABLE` statement of `resumable_save`: one row per upload being saved into
@@ -61,6 +62,12 @@ pub fn create_save_table() -> TableCreateStatement {
                 .big_integer()
                 .not_null(),
         )
+        .col(
+            ColumnDef::new(ResumableSave::Instance)
+                .string_len(64)
+                .not_null()
+                .default(""),
+        )
         .to_owned()
 }
 
@@ -88,6 +95,9 @@ pub struct SaveReservation {
     pub destination: SaveDestination,
     /// When it was reserved (ms since the Unix epoch); also its fencing token.
     pub reserved_at: i64,
+    /// The upload's [`UploadMeta::instance`](crate::UploadMeta::instance): which upload of
+    /// this key it was (a later upload of the same file gets the same key).
+    pub instance: String,
 }
 
 /// Whether a reservation was made.
@@ -105,7 +115,7 @@ impl ChunkLedger {
     /// Reserves `path` for the file of upload `key`, saved into `destination`.
     pub async fn reserve_save(
         &self,
-        key: &UploadKey,
+        (key, instance): (&UploadKey, &str),
         path: &str,
         wanted: &str,
         destination: &SaveDestination,
@@ -116,6 +126,7 @@ impl ChunkLedger {
             wanted: wanted.to_owned(),
             destination: destination.clone(),
             reserved_at: now_millis(),
+            instance: instance.to_owned(),
         };
         let json = serde_json::to_string(destination).map_err(|e| DbErr::Custom(e.to_string()))?;
         let insert = Query::insert()
@@ -126,6 +137,7 @@ impl ChunkLedger {
                 ResumableSave::Wanted,
                 ResumableSave::Destination,
                 ResumableSave::ReservedAt,
+                ResumableSave::Instance,
             ])
             .values_panic([
                 key_text(key).into(),
@@ -133,6 +145,7 @@ impl ChunkLedger {
                 wanted.into(),
                 json.into(),
                 reservation.reserved_at.into(),
+                instance.into(),
             ])
             .to_owned();
         match self.db.execute(&insert).await {
@@ -192,6 +205,7 @@ impl ChunkLedger {
                 ResumableSave::Wanted,
                 ResumableSave::Destination,
                 ResumableSave::ReservedAt,
+                ResumableSave::Instance,
             ])
             .from(ResumableSave::Table)
             .and_where(condition)
@@ -212,6 +226,7 @@ impl ChunkLedger {
                     destination: serde_json::from_str(&destination)
                         .map_err(|e| DbErr::Custom(format!("bad save destination: {e}")))?,
                     reserved_at: row.try_get("", "reserved_at")?,
+                    instance: row.try_get("", "instance")?,
                 })
             })
             .collect()
