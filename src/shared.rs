@@ -223,7 +223,8 @@ impl Uploads {
         E: std::fmt::Display,
     {
         let key = UploadKey::derive(scope, &params.identifier);
-        if let Some(known) = Self::shared_meta(shared, &key, params).await?
+        let earlier = Self::shared_meta(shared, &key, params).await?;
+        if let Some(known) = &earlier
             && shared
                 .chunks
                 .has_chunk(&key, params.chunk_number)
@@ -233,8 +234,8 @@ impl Uploads {
             // A duplicate: read and dropped at a written chunk's pace.
             drain(body, place.len, self.pace(place.len)).await;
             let outcome = shared.chunks.finish(&key).await.map_err(chunk_error)?;
-            self.completed(shared, scope, &key, &known, outcome);
-            return self.shared_status(shared, scope, &key, &known).await;
+            self.completed(shared, scope, &key, known, outcome);
+            return self.shared_status(shared, scope, &key, known).await;
         }
         let (body, cut) = crate::store::paced(body, self.pace(place.len));
         let outcome = if place.offset == 0 && !rules.content_types.is_empty() {
@@ -263,13 +264,18 @@ impl Uploads {
             Some(reason) => UploadError::Retry(reason.clone()),
             None => chunk_error(e),
         })?;
-        let known = shared
-            .chunks
-            .ledger()
-            .meta(&key)
-            .await
-            .map_err(ledger_error)?
-            .unwrap_or(meta);
+        // What the ledger holds (the first server's metadata); read again only for a new
+        // upload, and never in the way of telling the hooks of a completion.
+        let known = match earlier {
+            Some(known) => known,
+            None => match shared.chunks.ledger().meta(&key).await {
+                Ok(known) => known.unwrap_or(meta),
+                Err(e) => {
+                    tracing::warn!(%key, error = %e, "could not read an upload's metadata");
+                    meta
+                }
+            },
+        };
         self.completed(shared, scope, &key, &known, outcome);
         self.shared_status(shared, scope, &key, &known).await
     }

@@ -124,6 +124,9 @@ pub async fn run(
                 runs.push(
                     measure_server(http, server, &root, &run, (source.clone(), size, &id)).await?,
                 );
+                if mode.flags.contains(&"--s3-bucket") {
+                    delete_saved_files(endpoint).await?;
+                }
             }
             let column = |f: &dyn Fn(&ServerRun) -> f64| {
                 let values: Vec<f64> = runs.iter().map(f).collect();
@@ -152,16 +155,7 @@ async fn store_alone(endpoint: &str, source: &File, size: u64) -> Result<(f64, f
     use futures_util::StreamExt;
     use object_store::{ObjectStoreExt, WriteMultipart, path::Path};
     use std::os::unix::fs::FileExt;
-    let s3 = object_store::aws::AmazonS3Builder::new()
-        .with_endpoint(endpoint)
-        .with_allow_http(true)
-        .with_bucket_name("resumable-test")
-        .with_region("us-east-1")
-        .with_access_key_id("resumable-test")
-        .with_secret_access_key("resumable-test-secret")
-        .with_virtual_hosted_style_request(false)
-        .build()
-        .map_err(|e| e.to_string())?;
+    let s3 = bucket(endpoint)?;
     let key = Path::from(format!("bench-alone-{}", uuid::Uuid::new_v4().simple()));
     let mib = size as f64 / (1 << 20) as f64;
     let started = std::time::Instant::now();
@@ -192,4 +186,40 @@ async fn store_alone(endpoint: &str, source: &File, size: u64) -> Result<(f64, f
     let get = mib / started.elapsed().as_secs_f64();
     s3.delete(&key).await.map_err(|e| e.to_string())?;
     Ok((put, get))
+}
+
+/// A client of the test bucket at `endpoint`.
+fn bucket(endpoint: &str) -> Result<object_store::aws::AmazonS3, String> {
+    object_store::aws::AmazonS3Builder::new()
+        .with_endpoint(endpoint)
+        .with_allow_http(true)
+        .with_bucket_name("resumable-test")
+        .with_region("us-east-1")
+        .with_access_key_id("resumable-test")
+        .with_secret_access_key("resumable-test-secret")
+        .with_virtual_hosted_style_request(false)
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+/// Deletes the files the rounds saved into the bucket (`documents/…/bench*.bin`, the
+/// example's upload_to and the client's file name), so repeated runs do not fill the disk.
+async fn delete_saved_files(endpoint: &str) -> Result<(), String> {
+    use futures_util::TryStreamExt;
+    use object_store::{ObjectStore, ObjectStoreExt, path::Path};
+    let s3 = bucket(endpoint)?;
+    let saved: Vec<Path> = s3
+        .list(Some(&Path::from("documents")))
+        .map_ok(|object| object.location)
+        .try_filter(|key| {
+            let name = key.filename().unwrap_or_default();
+            std::future::ready(name.starts_with("bench") && name.ends_with(".bin"))
+        })
+        .try_collect()
+        .await
+        .map_err(|e| e.to_string())?;
+    for key in saved {
+        s3.delete(&key).await.map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }

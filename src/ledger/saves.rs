@@ -26,6 +26,16 @@ pub(crate) enum ResumableSave {
     Instance,
 }
 
+/// The columns of a reservation, in the order they are written and read.
+const COLUMNS: [ResumableSave; 6] = [
+    ResumableSave::UploadKey,
+    ResumableSave::Path,
+    ResumableSave::Wanted,
+    ResumableSave::Destination,
+    ResumableSave::ReservedAt,
+    ResumableSave::Instance,
+];
+
 /// The `CREATE TABLE` statement of `resumable_save`: one row per upload being saved into
 /// a model on object storage (the path its file goes to, unique; the path it asked for;
 /// the row's table and column as JSON; when).
@@ -131,14 +141,7 @@ impl ChunkLedger {
         let json = serde_json::to_string(destination).map_err(|e| DbErr::Custom(e.to_string()))?;
         let insert = Query::insert()
             .into_table(ResumableSave::Table)
-            .columns([
-                ResumableSave::UploadKey,
-                ResumableSave::Path,
-                ResumableSave::Wanted,
-                ResumableSave::Destination,
-                ResumableSave::ReservedAt,
-                ResumableSave::Instance,
-            ])
+            .columns(COLUMNS)
             .values_panic([
                 key_text(key).into(),
                 path.into(),
@@ -199,14 +202,7 @@ impl ChunkLedger {
         condition: sea_orm::sea_query::SimpleExpr,
     ) -> Result<Vec<SaveReservation>, DbErr> {
         let select = Query::select()
-            .columns([
-                ResumableSave::UploadKey,
-                ResumableSave::Path,
-                ResumableSave::Wanted,
-                ResumableSave::Destination,
-                ResumableSave::ReservedAt,
-                ResumableSave::Instance,
-            ])
+            .columns(COLUMNS)
             .from(ResumableSave::Table)
             .and_where(condition)
             .to_owned();
