@@ -29,6 +29,10 @@ pub enum UploadError {
     /// The body is not in a form the endpoint reads.
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// Not allowed: another site's page sent it (see
+    /// [`refuse_cross_origin`](crate::refuse_cross_origin)).
+    #[error("{0}")]
+    Forbidden(String),
     /// Not now: the chunk is busy or the body stalled; the client should retry.
     #[error("{0}")]
     Retry(String),
@@ -49,6 +53,7 @@ impl UploadError {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Retry(_) | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }

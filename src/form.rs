@@ -26,8 +26,7 @@ use crate::{
     FileFieldError, ResumableFileField, Scope, UploadStatus, Uploads, field::FileFieldOptions,
 };
 
-/// Bytes read from the start of a file to judge its type.
-use crate::uploads::SNIFF_BYTES;
+pub use crate::sniff::{SNIFF_BYTES, sniff, type_matches};
 
 /// A file field's form input: the upload token the widget put in its hidden input. It
 /// deserialises from that string (an empty one is an empty input) and
@@ -171,81 +170,5 @@ impl<'de, C> Deserialize<'de> for FileInput<C> {
 impl<C> Serialize for FileInput<C> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(&self.token)
-    }
-}
-
-/// The content type of a file judged from its first bytes.
-/// The content type of bytes from a file's start: a known signature (magic number, via the
-/// `infer` crate), else HTML, SVG or XML by how the text starts, else `text/plain` for
-/// UTF-8 text without NUL bytes, else `application/octet-stream`; `application/x-empty`
-/// for no bytes. Note that `image/*` admits SVG and `text/*` admits HTML, which can carry
-/// scripts: serve stored files as downloads, or allow exact types.
-///
-/// ```
-/// use sea_orm_resumable::form::sniff;
-/// assert_eq!(sniff(b"%PDF-1.7\n..."), "application/pdf");
-/// assert_eq!(sniff(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR"), "image/png");
-/// assert_eq!(sniff("name,size\nä,1\n".as_bytes()), "text/plain");
-/// assert_eq!(sniff(&[0, 159, 146, 150]), "application/octet-stream");
-/// assert_eq!(sniff(b"<!DOCTYPE html><script>alert(1)</script>"), "text/html");
-/// assert_eq!(sniff(b"<svg xmlns='http://www.w3.org/2000/svg' onload='x()'/>"), "image/svg+xml");
-/// ```
-pub fn sniff(head: &[u8]) -> String {
-    if head.is_empty() {
-        return "application/x-empty".into();
-    }
-    if let Some(kind) = infer::get(head) {
-        return kind.mime_type().into();
-    }
-    if let Some(markup) = markup_type(head) {
-        return markup.into();
-    }
-    let text = match std::str::from_utf8(head) {
-        Ok(_) => true,
-        // Cut inside a character at the end of the sample: still text.
-        Err(e) => e.error_len().is_none(),
-    };
-    if text && !head.contains(&0) {
-        "text/plain".into()
-    } else {
-        "application/octet-stream".into()
-    }
-}
-
-/// Markup a browser would render (and run scripts in): HTML, SVG, XML, by how the text
-/// starts, so a field allowing `text/plain` or `image/png` does not take them as such.
-fn markup_type(head: &[u8]) -> Option<&'static str> {
-    let start = String::from_utf8_lossy(&head[..head.len().min(512)]).to_ascii_lowercase();
-    let start = start.trim_start_matches('\u{feff}').trim_start();
-    if start.starts_with("<!doctype html")
-        || start.starts_with("<html")
-        || start.starts_with("<script")
-    {
-        Some("text/html")
-    } else if start.starts_with("<svg") || (start.starts_with("<?xml") && start.contains("<svg")) {
-        Some("image/svg+xml")
-    } else if start.starts_with("<?xml") {
-        Some("application/xml")
-    } else {
-        None
-    }
-}
-
-/// Whether `found` is allowed by `pattern`: equal, `type/*` or `*/*`.
-///
-/// ```
-/// use sea_orm_resumable::form::type_matches;
-/// assert!(type_matches("image/*", "image/png"));
-/// assert!(type_matches("application/pdf", "application/pdf"));
-/// assert!(!type_matches("image/*", "application/pdf"));
-/// assert!(type_matches("*/*", "text/plain"));
-/// ```
-pub fn type_matches(pattern: &str, found: &str) -> bool {
-    if pattern == "*/*" || pattern == "*" {
-        return true;
-    }
-    match pattern.strip_suffix('*') {
-        Some(prefix) if prefix.ends_with('/') => found.starts_with(prefix),
-        _ => pattern.eq_ignore_ascii_case(found),
     }
 }

@@ -2,19 +2,32 @@
 
 use axum::{
     Json, Router,
+    body::Body,
     extract::{DefaultBodyLimit, FromRequest, Multipart, Request, State, multipart::Field},
     http::{Method, StatusCode, header::CONTENT_TYPE, request::Parts},
+    middleware::from_fn_with_state,
     response::{IntoResponse, Response},
     routing::get,
 };
-use futures_util::StreamExt;
+use futures_util::{Stream, StreamExt};
+use std::time::Duration;
+use tokio::sync::watch;
 
 use crate::{
-    ChunkParams, Scope, UploadError, UploadStatus, Uploads, store::BodyPace, uploads::drain,
+    ChunkParams, Scope, UploadError, UploadStatus, Uploads,
+    browser::{refuse_cross_origin, scope_cookie},
+    pace::{BodyError, BodyPace, Cut, drain, paced},
 };
 
-/// Longest form field (other than the chunk) read from a multipart body.
-const MAX_FORM_FIELD: usize = 64 * 1024;
+/// Most form fields read before the chunk's part of a multipart body (resumable.js and
+/// flow.js send about ten, plus the app's own `query` entries).
+pub(crate) const MAX_FORM_FIELDS: usize = 64;
+/// Most bytes of form field text read before the chunk's part, all fields together.
+pub(crate) const MAX_FORM_TEXT: usize = 16 * 1024;
+/// Most bytes of a multipart body read before its chunk's part starts (fields, their
+/// headers, boundaries, anything before the first boundary): the memory a request may
+/// hold before its chunk is streamed to storage.
+pub(crate) const MAX_PREAMBLE: u64 = 64 * 1024;
 
 /// The upload endpoint, to nest wherever the app likes and restrict with its own layers.
 ///
@@ -48,6 +61,8 @@ where
     Router::new()
         .route("/", get(test_chunk).post(upload_chunk))
         .fallback(trailing_slash)
+        .layer(from_fn_with_state(uploads.clone(), scope_cookie))
+        .layer(from_fn_with_state(uploads.clone(), refuse_cross_origin))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(uploads)
 }
@@ -131,8 +146,11 @@ async fn upload_chunk(State(uploads): State<Uploads>, request: Request) -> Respo
                     .starts_with("multipart/form-data")
             });
         let scope = uploads.scope_of(&parts);
+        // Every byte of the request, from its first, keeps to the pace: a multipart body
+        // that stalls before its chunk is cut off like a chunk that stalls.
+        let (body, cut) = paced(body.into_data_stream(), uploads.pace());
         if !multipart {
-            let mut stream = body.into_data_stream();
+            let mut stream = Box::pin(body);
             let result = async {
                 let params = parse(&uploads, &[], &query)?;
                 uploads.receive_chunk(&scope?, &params, &mut stream).await
@@ -143,14 +161,18 @@ async fn upload_chunk(State(uploads): State<Uploads>, request: Request) -> Respo
             }
             return result;
         }
+        let (chunk_started, started) = watch::channel(false);
+        let body = Body::from_stream(preamble_limited(body, started, idle));
         let mut form = Multipart::from_request(Request::from_parts(parts, body), &())
             .await
             .map_err(|e| UploadError::BadRequest(e.body_text()))?;
         let result = match scope {
-            Ok(scope) => multipart_chunk(&uploads, &scope, &query, &mut form).await,
+            Ok(scope) => {
+                multipart_chunk(&uploads, &scope, &query, &mut form, &chunk_started, &cut).await
+            }
             Err(e) => Err(e),
         };
-        if result.is_err() {
+        if result.is_err() && !matches!(cut.get(), Some(BodyError::Refused(_))) {
             // Lets the client read the refusal instead of a connection reset.
             while let Ok(Some(field)) = form.next_field().await {
                 drain(field, limit, BodyPace::refusal(idle)).await;
@@ -164,15 +186,61 @@ async fn upload_chunk(State(uploads): State<Uploads>, request: Request) -> Respo
     )
 }
 
+/// `body`, held back once [`MAX_PREAMBLE`] bytes went by and the chunk's part has not
+/// started (`started` turns true when it does): the multipart reader reads ahead all it
+/// can, so its buffer never holds more than that and one piece before the chunk. A
+/// reader that gets no further with what it has (a preamble that goes on and on) gets
+/// an error after `patience`.
+fn preamble_limited(
+    body: impl Stream<Item = Result<bytes::Bytes, BodyError>> + Send + 'static,
+    started: watch::Receiver<bool>,
+    patience: Duration,
+) -> impl Stream<Item = Result<bytes::Bytes, BodyError>> + Send + 'static {
+    futures_util::stream::unfold(
+        (Box::pin(body), started, 0u64, false),
+        move |(mut body, mut started, seen, ended)| async move {
+            if ended {
+                return None;
+            }
+            if seen > MAX_PREAMBLE
+                && !*started.borrow()
+                && !matches!(
+                    tokio::time::timeout(patience, started.wait_for(|yes| *yes)).await,
+                    Ok(Ok(_))
+                )
+            {
+                let refused = BodyError::Refused(
+                    "the form fields before the chunk are too long (at most 64 KiB)",
+                );
+                return Some((Err(refused), (body, started, seen, true)));
+            }
+            let item = body.next().await?;
+            let seen = seen + item.as_ref().map_or(0, |piece| piece.len() as u64);
+            let ended = item.is_err();
+            Some((item, (body, started, seen, ended)))
+        },
+    )
+    .fuse()
+}
+
 /// Reads the form fields up to the chunk's part, then stores the chunk from it.
 async fn multipart_chunk(
     uploads: &Uploads,
     scope: &Scope,
     query: &[(String, String)],
     form: &mut Multipart,
+    chunk_started: &watch::Sender<bool>,
+    cut: &Cut,
 ) -> Result<UploadStatus, UploadError> {
     let mut fields = Vec::new();
-    while let Some(field) = form.next_field().await.map_err(bad_multipart)? {
+    let mut text = 0;
+    let multipart_error = |e: axum::extract::multipart::MultipartError| match cut.get() {
+        Some(BodyError::Refused(why)) => UploadError::BadRequest((*why).into()),
+        // Too slow or stalled before the chunk: the client may send it again.
+        Some(slow) => UploadError::Retry(slow.to_string()),
+        None => bad_multipart(e),
+    };
+    while let Some(field) = form.next_field().await.map_err(multipart_error)? {
         let name = field.name().unwrap_or_default().to_owned();
         let is_chunk = uploads
             .settings()
@@ -186,6 +254,7 @@ async fn multipart_chunk(
                         .into(),
                 ));
             }
+            chunk_started.send_replace(true);
             let params = parse(uploads, &fields, query)?;
             return uploads.receive_chunk(scope, &params, field).await;
         }
@@ -194,7 +263,22 @@ async fn multipart_chunk(
                 "unexpected file part {name:?}: the chunk goes in the part named after fileParameterName"
             )));
         }
-        fields.push((name, read_text(field).await?));
+        if fields.len() == MAX_FORM_FIELDS {
+            return Err(UploadError::BadRequest(format!(
+                "too many form fields before the chunk (at most {MAX_FORM_FIELDS})"
+            )));
+        }
+        let value = read_text(field, MAX_FORM_TEXT.saturating_sub(text))
+            .await
+            .map_err(|e| match e {
+                TextError::Multipart(e) => multipart_error(e),
+                TextError::Refused(why) => why,
+            })?;
+        text += name.len() + value.len();
+        if text > MAX_FORM_TEXT {
+            return Err(too_much_text());
+        }
+        fields.push((name, value));
     }
     Err(UploadError::BadRequest(
         "the request has no file part with the chunk".into(),
@@ -205,21 +289,34 @@ fn bad_multipart(e: axum::extract::multipart::MultipartError) -> UploadError {
     UploadError::BadRequest(format!("malformed multipart body: {}", e.body_text()))
 }
 
-/// A form field's text, refused past [`MAX_FORM_FIELD`] bytes.
-async fn read_text(mut field: Field<'_>) -> Result<String, UploadError> {
+fn too_much_text() -> UploadError {
+    UploadError::BadRequest(format!(
+        "the form fields before the chunk are too long (at most {MAX_FORM_TEXT} bytes in all)"
+    ))
+}
+
+/// Why a form field's text was not read.
+enum TextError {
+    Multipart(axum::extract::multipart::MultipartError),
+    Refused(UploadError),
+}
+
+/// A form field's text, refused past `room` bytes (what is left of [`MAX_FORM_TEXT`]).
+async fn read_text(mut field: Field<'_>, room: usize) -> Result<String, TextError> {
     let name = field.name().unwrap_or_default().to_owned();
     let mut bytes = Vec::new();
     while let Some(frame) = field.next().await {
-        let frame = frame.map_err(bad_multipart)?;
-        if bytes.len() + frame.len() > MAX_FORM_FIELD {
-            return Err(UploadError::BadRequest(format!(
-                "form field {name:?} is too long"
-            )));
+        let frame = frame.map_err(TextError::Multipart)?;
+        if name.len() + bytes.len() + frame.len() > room {
+            return Err(TextError::Refused(too_much_text()));
         }
         bytes.extend_from_slice(&frame);
     }
-    String::from_utf8(bytes)
-        .map_err(|_| UploadError::BadRequest(format!("form field {name:?} is not UTF-8")))
+    String::from_utf8(bytes).map_err(|_| {
+        TextError::Refused(UploadError::BadRequest(format!(
+            "form field {name:?} is not UTF-8"
+        )))
+    })
 }
 
 impl Uploads {

@@ -45,6 +45,7 @@
 pub struct ReadmeDoctests;
 
 pub mod assets;
+mod browser;
 mod error;
 mod expiry;
 mod faults;
@@ -56,12 +57,14 @@ pub mod ledger;
 pub mod media;
 #[cfg(feature = "object-store")]
 pub mod object_chunks;
-mod open_uploads;
+mod pace;
 mod protocol;
+mod quotas;
 mod scope;
 mod settings;
 #[cfg(feature = "object-store")]
 mod shared;
+mod sniff;
 pub mod storage;
 mod store;
 mod token;
@@ -69,13 +72,14 @@ mod upload;
 mod uploads;
 pub mod widget;
 
+pub use browser::{SCOPE_COOKIE, refuse_cross_origin, scope_cookie};
 pub use error::UploadError;
 pub use expiry::ExpiryReport;
 pub use field::{FileFieldError, RecoveryReport, ResumableFileField};
 pub use handler::router;
 pub use media::Media;
 pub use protocol::{ChunkParams, MAX_NAME_BYTES, MAX_PATH_BYTES, ParamError, ParameterNames};
-pub use scope::{AnonymousScope, Scope, ScopeResolver};
+pub use scope::{AnonymousScope, BrowserScope, Scope, ScopeResolver};
 pub use settings::{DEFAULT_CHUNK_SUBDIR, Settings};
 pub use store::UploadMeta;
 pub use token::{MIN_SECRET_BYTES, Secret, TokenError, UploadKey, UploadToken};

@@ -78,21 +78,40 @@ impl Media {
         }
     }
 
-    /// Marks a directory under the root (relative, e.g. the chunk subdirectory) private.
-    /// It is compared by path components (`./chunks/` is `chunks`); a directory outside the
-    /// root (absolute, or with `..`) needs no marking: media paths cannot reach it.
-    pub fn with_private(mut self, relative_dir: impl AsRef<Path>) -> Self {
-        let mut parts = Vec::new();
-        for component in relative_dir.as_ref().components() {
-            match component {
-                std::path::Component::Normal(part) => parts.push(part.to_string_lossy()),
-                std::path::Component::CurDir => {}
-                _ => return self,
+    /// Marks a directory private. It may be given relative to the root (`chunks`,
+    /// `./chunks/`), absolute, or with `..`: it is resolved against the root, both as
+    /// written and (where they exist) with links followed, and whatever lies inside the
+    /// root is private. A directory outside the root needs no marking: media paths cannot
+    /// reach it. The root itself (or a directory holding it) makes everything private.
+    ///
+    /// ```
+    /// use sea_orm_resumable::Media;
+    /// let media = Media::new("/srv/media", "/media/").with_private("/srv/media/tmp/../chunks");
+    /// assert!(media.is_private("chunks/k.part"));
+    /// assert!(Media::new("/srv/media", "/media/").with_private("..").is_private("docs/a.pdf"));
+    /// ```
+    pub fn with_private(mut self, dir: impl AsRef<Path>) -> Self {
+        let dir = dir.as_ref();
+        let mut inside = Vec::new();
+        let lexical = (absolute(&self.root), absolute(&self.root.join(dir)));
+        let canonical = (self.root.canonicalize(), self.root.join(dir).canonicalize());
+        for (root, dir) in [lexical, canonical] {
+            if let (Ok(root), Ok(dir)) = (root, dir) {
+                if root.starts_with(&dir) {
+                    inside.push(String::new());
+                } else if let Ok(rest) = dir.strip_prefix(&root) {
+                    let parts: Vec<_> = rest
+                        .components()
+                        .map(|c| c.as_os_str().to_string_lossy())
+                        .collect();
+                    inside.push(parts.join("/"));
+                }
             }
         }
-        let dir = parts.join("/");
-        if !dir.is_empty() && !self.private.contains(&dir) {
-            self.private.push(dir);
+        for dir in inside {
+            if !self.private.contains(&dir) {
+                self.private.push(dir);
+            }
         }
         self
     }
@@ -110,7 +129,8 @@ impl Media {
     /// Whether `relative` is inside a private directory.
     pub fn is_private(&self, relative: &str) -> bool {
         self.private.iter().any(|dir| {
-            relative == dir
+            dir.is_empty()
+                || relative == dir
                 || relative
                     .strip_prefix(dir.as_str())
                     .is_some_and(|rest| rest.starts_with('/'))
@@ -152,6 +172,22 @@ impl Media {
     }
 }
 
+/// `path` made absolute (against the working directory) with `.` and `..` resolved by
+/// name, without touching the file system.
+fn absolute(path: &Path) -> std::io::Result<PathBuf> {
+    let mut resolved = PathBuf::new();
+    for component in std::path::absolute(path)?.components() {
+        match component {
+            std::path::Component::ParentDir => {
+                resolved.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => resolved.push(other),
+        }
+    }
+    Ok(resolved)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,5 +223,34 @@ mod tests {
         assert!(media.is_private("chunks/k.data"));
         assert!(media.is_private("a/b/k.data"));
         assert!(!media.is_private("elsewhere/x") && !media.is_private("up/x"));
+    }
+
+    #[test]
+    fn a_private_directory_given_absolute_or_with_dots_inside_the_root_stays_private() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("chunks")).unwrap();
+        let absolute = Media::new(root.path(), "/media/").with_private(root.path().join("chunks"));
+        assert!(absolute.is_private("chunks/k.part"));
+        assert!(absolute.path("chunks/k.part").is_err());
+        let dotted = Media::new(root.path(), "/media/").with_private("x/../chunks");
+        assert!(dotted.is_private("chunks/k.part"));
+        let name = root.path().file_name().unwrap().to_str().unwrap();
+        let around = Media::new(root.path(), "/media/").with_private(format!("../{name}/chunks"));
+        assert!(around.is_private("chunks/k.part"));
+        // Through a link to the root: found once links are followed.
+        let link = tempfile::tempdir().unwrap();
+        let linked_root = link.path().join("root");
+        std::os::unix::fs::symlink(root.path(), &linked_root).unwrap();
+        let linked = Media::new(root.path(), "/media/").with_private(linked_root.join("chunks"));
+        assert!(linked.is_private("chunks/k.part"));
+        assert!(!linked.is_private("docs/a.pdf"));
+    }
+
+    #[test]
+    fn the_root_itself_or_a_directory_above_it_makes_everything_private() {
+        for dir in [".", "..", "/"] {
+            let media = Media::new("/srv/media", "/media/").with_private(dir);
+            assert!(media.is_private("docs/a.pdf"), "{dir}");
+        }
     }
 }

@@ -52,7 +52,7 @@
 //! let meta = UploadMeta {
 //!     scope: String::new(), identifier: "6-hello".into(), file_name: "hello.txt".into(),
 //!     relative_path: None, content_type: None, total_size: 6, chunk_size: 3,
-//!     created_at: 0, instance: "i".into(),
+//!     created_at: 0, instance: "i".into(), client: None,
 //! };
 //! let body = |text: &'static str| {
 //!     futures_util::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from(text))])

@@ -2,43 +2,99 @@
 //!
 //! Uploads are keyed by (scope, identifier): two users sending the same identifier get two
 //! uploads, and a scope can neither see nor write nor claim another scope's upload.
+//!
+//! Without a login, the default resolver, [`BrowserScope`], gives each browser a scope
+//! of its own from a signed random cookie (see [`scope_cookie`](crate::scope_cookie)).
 
-use axum::http::request::Parts;
-use std::fmt;
+use axum::http::{Method, request::Parts};
+use std::{
+    fmt,
+    hash::{Hash, Hasher},
+    net::IpAddr,
+};
 
-/// The owner of an upload: a user id, a session id, or the one anonymous scope.
+use crate::browser::BrowserId;
+
+/// The owner of an upload: a user id, a browser, or the one anonymous scope. It may carry
+/// the client's network address, which the per-address limits count; the address is not
+/// part of the scope's identity.
 ///
 /// ```
 /// use sea_orm_resumable::Scope;
 /// assert_eq!(Scope::new("user-42").as_str(), "user-42");
 /// assert_eq!(Scope::anonymous().as_str(), "");
+/// let from = Scope::new("user-42").with_client("2001:db8:1:2:3:4:5:6".parse().unwrap());
+/// assert_eq!(from, Scope::new("user-42"));
+/// assert_eq!(from.client(), Some("2001:db8:1:2::/64"));
 /// ```
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
-pub struct Scope(String);
+#[derive(Clone, Debug, Default)]
+pub struct Scope {
+    id: String,
+    client: Option<String>,
+}
+
+impl PartialEq for Scope {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id
+    }
+}
+
+impl Eq for Scope {}
+
+impl Hash for Scope {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.id.hash(state);
+    }
+}
 
 impl Scope {
     /// The scope named `id` (e.g. a user's primary key).
     pub fn new(id: impl Into<String>) -> Self {
-        Self(id.into())
+        Self {
+            id: id.into(),
+            client: None,
+        }
     }
 
-    /// The single scope shared by everybody, used when the app gives no scope hook.
+    /// The single scope shared by everybody: only for an app with one user, or tests.
     pub fn anonymous() -> Self {
-        Self(String::new())
+        Self::default()
     }
 
     /// The scope's name.
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.id
+    }
+
+    /// This scope, for a request from `address` (an IPv6 address counts by its /64, the
+    /// block one client is usually given).
+    pub fn with_client(mut self, address: IpAddr) -> Self {
+        self.client = Some(match address {
+            IpAddr::V4(v4) => v4.to_string(),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => v4.to_string(),
+                None => {
+                    let s = v6.segments();
+                    let block = std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0);
+                    format!("{block}/64")
+                }
+            },
+        });
+        self
+    }
+
+    /// The client address the per-address limits count, if known.
+    pub fn client(&self) -> Option<&str> {
+        self.client.as_deref()
     }
 }
 
 impl fmt::Display for Scope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0.is_empty() {
+        if self.id.is_empty() {
             f.write_str("(anonymous)")
         } else {
-            f.write_str(&self.0)
+            f.write_str(&self.id)
         }
     }
 }
@@ -75,7 +131,39 @@ where
     }
 }
 
-/// The default resolver: every request is in [`Scope::anonymous`].
+/// The default resolver: a scope per browser, from the signed random cookie that
+/// [`scope_cookie`](crate::scope_cookie) (part of [`router`](crate::router)) hands out.
+/// Visitors without a login are kept apart: nobody can test, write or claim another
+/// browser's upload, and a browser's quota is its own. What it does not do is prove who
+/// somebody is: whoever holds the cookie (the browser, or anyone who stole it) is that
+/// scope, and a client that drops its cookie starts afresh (the per-address limits
+/// bound that).
+///
+/// A request whose cookie is new (the browser had none, or a forged one) may only ask
+/// (GET): an upload it sent could never be found again under the same scope, so it is
+/// answered 503 with the cookie, and the retry carries it. Pages that show the widget
+/// set the cookie before any upload when they too are under `scope_cookie`.
+///
+/// ```
+/// use axum::http::{Method, Request};
+/// use sea_orm_resumable::{BrowserScope, ScopeResolver};
+/// let (parts, _) = Request::new(()).into_parts();
+/// assert_eq!(BrowserScope.resolve(&parts), None, "no cookie middleware ran");
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BrowserScope;
+
+impl ScopeResolver for BrowserScope {
+    fn resolve(&self, parts: &Parts) -> Option<Scope> {
+        let browser = parts.extensions.get::<BrowserId>()?;
+        let asks = matches!(parts.method, Method::GET | Method::HEAD);
+        (!browser.fresh || asks).then(|| Scope::new(format!("browser:{}", browser.id)))
+    }
+}
+
+/// The resolver that puts every request in [`Scope::anonymous`]: one scope shared by
+/// everybody, so anyone may test, write or claim anyone's upload. Only for an app with a
+/// single user, behind its own login, or for tests.
 ///
 /// ```
 /// use sea_orm_resumable::{AnonymousScope, Scope, ScopeResolver};

@@ -55,9 +55,37 @@ pub struct Settings {
     /// slowest uplink you serve divided by the chunks a client sends at once: a client
     /// slower than this never gets its chunk in.
     pub min_body_rate: u64,
-    /// Most unfinished uploads one scope (user) may have at once (default 100); a new one
-    /// beyond that is refused (400) until one completes or expires.
+    /// Most uploads one scope (a user, or a browser without login) may hold at once,
+    /// unfinished or complete but not yet saved to a row (default 100); a new one beyond
+    /// that is refused (400, with a sentence saying which limit) until one is saved or
+    /// expires.
     pub max_open_uploads: u64,
+    /// Most bytes (announced file sizes) one scope may hold in uploads not yet saved
+    /// (default 1 TiB).
+    pub max_scope_bytes: u64,
+    /// Most uploads not yet saved that requests from one client address may have started
+    /// (default 1000; IPv6 addresses count by their /64). Keeps a client that drops its
+    /// cookies (a new browser scope each time) to a bound, while a busy office behind one
+    /// address still works. Addresses come from
+    /// [`UploadsBuilder::client_address`](crate::UploadsBuilder::client_address).
+    pub max_client_uploads: u64,
+    /// Most bytes (announced sizes) of uploads not yet saved from one client address
+    /// (default 4 TiB).
+    pub max_client_bytes: u64,
+    /// Most uploads not yet saved, all clients together (default 10,000).
+    pub max_total_uploads: u64,
+    /// Most bytes of uploads not yet saved, all clients together (default: no limit but
+    /// the disk: on local files a new upload larger than the free space is refused at
+    /// once).
+    pub max_total_bytes: u64,
+    /// Origins (`https://app.example.com`) besides the request's own host that may send
+    /// chunks, and forms through [`refuse_cross_origin`](crate::refuse_cross_origin);
+    /// `"*"` allows any. Default: none, so another site cannot make a visitor's browser
+    /// upload or save.
+    pub trusted_origins: Vec<String>,
+    /// Marks the browser-scope cookie `Secure` (send it over HTTPS only). Default `false`
+    /// so that plain-HTTP development works; set it behind TLS.
+    pub secure_cookie: bool,
     /// An unfinished upload nobody wrote to for this long expires (default 24 h): its
     /// files are removed by [`Uploads::expire`](crate::Uploads::expire).
     pub incomplete_expiry: Duration,
@@ -98,6 +126,13 @@ impl Settings {
             sync_data: true,
             min_body_rate: 1024,
             max_open_uploads: 100,
+            max_scope_bytes: 1 << 40,
+            max_client_uploads: 1000,
+            max_client_bytes: 4 << 40,
+            max_total_uploads: 10_000,
+            max_total_bytes: u64::MAX,
+            trusted_origins: Vec::new(),
+            secure_cookie: false,
             incomplete_expiry: Duration::from_secs(24 * 60 * 60),
             complete_expiry: Duration::from_secs(7 * 24 * 60 * 60),
         }

@@ -14,8 +14,9 @@ use crate::{
     layout::{ChunkPlace, Layout, Mode},
     ledger::UploadState,
     object_chunks::{ChunkOutcome, ObjectChunks, ObjectChunksError},
+    pace::{drain, paced},
     storage::object::ObjectFiles,
-    uploads::{FieldRules, SNIFF_BYTES, drain},
+    uploads::{FieldRules, SNIFF_BYTES},
 };
 
 /// Chunks and files on object storage, as the upload service holds them.
@@ -232,21 +233,21 @@ impl Uploads {
                 .map_err(ledger_error)?
         {
             // A duplicate: read and dropped at a written chunk's pace.
-            drain(body, place.len, self.pace(place.len)).await;
+            drain(body, place.len, self.pace()).await;
             let outcome = shared.chunks.finish(&key).await.map_err(chunk_error)?;
             self.completed(shared, scope, &key, known, outcome);
             return self.shared_status(shared, scope, &key, known).await;
         }
-        let (body, cut) = crate::store::paced(body, self.pace(place.len));
+        let (body, cut) = paced(body, self.pace());
         let outcome = if place.offset == 0 && !rules.content_types.is_empty() {
             // The file's first bytes are checked before anything is stored.
             let (head, body) = peek(body, SNIFF_BYTES.min(place.len as usize)).await;
             if let Some(reason) = cut.get() {
                 // Too slow to show its type: the client may try again.
-                return Err(UploadError::Retry(reason.clone()));
+                return Err(UploadError::Retry(reason.to_string()));
             }
             if let Err(e) = rules.check_head(&head) {
-                drain(body, place.len, self.pace(place.len)).await;
+                drain(body, place.len, self.pace()).await;
                 return Err(e);
             }
             shared
@@ -261,7 +262,7 @@ impl Uploads {
         };
         let outcome = outcome.map_err(|e| match cut.get() {
             // Too slow or stalled: the client may send the chunk again.
-            Some(reason) => UploadError::Retry(reason.clone()),
+            Some(reason) => UploadError::Retry(reason.to_string()),
             None => chunk_error(e),
         })?;
         // What the ledger holds (the first server's metadata); read again only for a new

@@ -149,6 +149,25 @@ impl Secret {
         mac
     }
 
+    /// The tag that proves this server gave out the browser id `id` (base64url).
+    pub(crate) fn browser_tag(&self, id: &str) -> String {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes any key length");
+        mac.update(b"sea-orm-resumable/browser-scope/v1\0");
+        mac.update(id.as_bytes());
+        URL_SAFE_NO_PAD.encode(&mac.finalize().into_bytes()[..16])
+    }
+
+    /// Whether `tag` is [`browser_tag`](Self::browser_tag) of `id` (in constant time).
+    pub(crate) fn verify_browser_tag(&self, id: &str, tag: &str) -> bool {
+        let Ok(tag) = URL_SAFE_NO_PAD.decode(tag) else {
+            return false;
+        };
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes any key length");
+        mac.update(b"sea-orm-resumable/browser-scope/v1\0");
+        mac.update(id.as_bytes());
+        tag.len() == 16 && mac.verify_truncated_left(&tag).is_ok()
+    }
+
     /// The token that proves `scope` owns the upload `key`.
     pub fn sign(&self, scope: &Scope, key: &UploadKey) -> UploadToken {
         let tag = self.mac(scope, key).finalize().into_bytes();

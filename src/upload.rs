@@ -534,6 +534,7 @@ mod tests {
             chunk_size: 4,
             created_at: 0,
             instance: n.to_string(),
+            client: None,
         };
         let mut held = Vec::new();
         for n in 0..FIRST_SWEEP_AT + 10 {
@@ -575,6 +576,7 @@ mod removal_tests {
             chunk_size: 4,
             created_at: 0,
             instance: "1".into(),
+            client: None,
         };
         registry.find_or_create(key, &meta).await.unwrap();
         assert!(registry.expire(key));

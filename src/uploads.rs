@@ -3,31 +3,38 @@
 
 use axum::http::request::Parts;
 use bytes::Bytes;
-use futures_util::{Stream, StreamExt};
+use futures_util::Stream;
 use serde::Serialize;
-use std::{
-    collections::HashMap,
-    io,
-    path::PathBuf,
-    sync::Arc,
-    time::{Duration, SystemTime},
-};
+use std::{collections::HashMap, io, path::PathBuf, sync::Arc, time::SystemTime};
 
 use crate::faults::fault_point;
 use crate::{
     ChunkParams, FileFieldError, Media, Scope, ScopeResolver, Secret, Settings, UploadError,
     UploadKey, UploadToken,
+    browser::BrowserId,
     field::{FileFieldOptions, PendingUpload},
     layout::Layout,
     media::check_relative,
-    open_uploads::OpenUploads,
-    scope::AnonymousScope,
-    store::{BodyPace, Mark, UploadMeta, WriteError, fs::FsStore},
+    pace::{BodyPace, drain, paced},
+    quotas::{Held, Quotas},
+    scope::BrowserScope,
+    store::{Mark, UploadMeta, WriteError, fs::FsStore},
     upload::{Claim, Finish, Registry, Upload},
 };
 
 /// Called once for each upload that becomes complete.
 type CompletionHook = Box<dyn Fn(&CompletedUpload) + Send + Sync>;
+
+/// The network address a request came from (see [`UploadsBuilder::client_address`]).
+type ClientAddress = dyn Fn(&Parts) -> Option<std::net::IpAddr> + Send + Sync;
+
+/// The peer address axum's `ConnectInfo` holds, when the app serves with it.
+fn connect_info(parts: &Parts) -> Option<std::net::IpAddr> {
+    parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0.ip())
+}
 
 /// The upload service: settings, signing secret, scope hook and chunk store. Cheap to
 /// clone (one `Arc`); build it once at start-up and hand it to [`router`](crate::router).
@@ -62,6 +69,7 @@ pub(crate) struct Inner {
     settings: Settings,
     pub(crate) secret: Secret,
     scope: Box<dyn ScopeResolver>,
+    client_address: Box<ClientAddress>,
     pub(crate) on_complete: Vec<CompletionHook>,
     /// Uploads in the default chunk directory.
     registry: Registry,
@@ -69,8 +77,8 @@ pub(crate) struct Inner {
     field_registries: HashMap<&'static str, Registry>,
     /// Registered field names, with their chunk directory (`None`: the default one).
     fields: HashMap<String, FieldRules>,
-    /// Unfinished uploads per scope, for `max_open_uploads`.
-    open: OpenUploads,
+    /// Uploads not yet saved, per scope, client address and in all.
+    quotas: Quotas,
     /// Chunks and files on object storage, shared by several servers.
     #[cfg(feature = "object-store")]
     pub(crate) shared: Option<crate::shared::SharedStorage>,
@@ -98,14 +106,14 @@ pub struct UploadsBuilder {
     settings: Settings,
     secret: Secret,
     scope: Box<dyn ScopeResolver>,
+    client_address: Box<ClientAddress>,
     on_complete: Vec<CompletionHook>,
     fields: HashMap<String, FieldRules>,
     #[cfg(feature = "object-store")]
     pub(crate) shared: Option<crate::shared::SharedStorage>,
 }
 
-/// How many of a file's first bytes the content type is judged from.
-pub(crate) const SNIFF_BYTES: usize = 8192;
+pub(crate) use crate::sniff::SNIFF_BYTES;
 
 /// What the endpoint knows of a registered model field: where its chunks go, and the
 /// limits it can check before the upload is done (the form checks them again at the end).
@@ -140,11 +148,11 @@ impl FieldRules {
         if self.content_types.is_empty() {
             return Ok(());
         }
-        let found = crate::form::sniff(head);
+        let found = crate::sniff::sniff(head);
         if self
             .content_types
             .iter()
-            .any(|allowed| crate::form::type_matches(allowed, &found))
+            .any(|allowed| crate::sniff::type_matches(allowed, &found))
         {
             return Ok(());
         }
@@ -209,10 +217,38 @@ pub struct UploadStatus {
 }
 
 impl UploadsBuilder {
-    /// Sets the hook that maps a request to its [`Scope`] (default: everybody shares the
-    /// anonymous scope).
+    /// Sets the hook that maps a request to its [`Scope`] (default: [`BrowserScope`], a
+    /// scope per browser from a signed cookie).
     pub fn scope(mut self, resolver: impl ScopeResolver) -> Self {
         self.scope = Box::new(resolver);
+        self
+    }
+
+    /// Sets the hook that tells a request's client address, which the per-address limits
+    /// ([`Settings::max_client_uploads`]) count. Default: the peer address, when the app
+    /// serves with axum's `ConnectInfo` (`into_make_service_with_connect_info`); without
+    /// it, or when the hook says `None`, only the per-scope and total limits apply.
+    /// Behind a reverse proxy, read the address the proxy adds, and only from the proxy:
+    ///
+    /// ```
+    /// use axum::http::request::Parts;
+    /// use sea_orm_resumable::{Secret, Settings, Uploads};
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// # let media = tempfile::tempdir().unwrap();
+    /// let uploads = Uploads::builder(Settings::new(media.path()), Secret::generate())
+    ///     // nginx: proxy_set_header X-Real-IP $remote_addr;
+    ///     .client_address(|parts: &Parts| parts.headers.get("x-real-ip")?.to_str().ok()?.parse().ok())
+    ///     .build()
+    ///     .await
+    ///     .unwrap();
+    /// # let _ = uploads;
+    /// # });
+    /// ```
+    pub fn client_address(
+        mut self,
+        hook: impl Fn(&Parts) -> Option<std::net::IpAddr> + Send + Sync + 'static,
+    ) -> Self {
+        self.client_address = Box::new(hook);
         self
     }
 
@@ -269,13 +305,14 @@ impl UploadsBuilder {
                 field_registries.insert(*dir, Registry::new(store));
             }
         }
-        let open = OpenUploads::new(self.settings.max_open_uploads);
+        let quotas = Quotas::new(&self.settings);
         let uploads = Uploads {
             inner: Arc::new(Inner {
-                open,
+                quotas,
                 settings: self.settings,
                 secret: self.secret,
                 scope: self.scope,
+                client_address: self.client_address,
                 on_complete: self.on_complete,
                 registry: Registry::new(store),
                 field_registries,
@@ -295,7 +332,8 @@ impl Uploads {
         UploadsBuilder {
             settings,
             secret,
-            scope: Box::new(AnonymousScope),
+            scope: Box::new(BrowserScope),
+            client_address: Box::new(connect_info),
             on_complete: Vec::new(),
             fields: HashMap::new(),
             #[cfg(feature = "object-store")]
@@ -308,12 +346,25 @@ impl Uploads {
         &self.inner.settings
     }
 
-    /// The scope of a request, by the app's hook; a request the hook refuses is a 400.
+    /// The scope of a request, by the app's hook, with the client's address; a request
+    /// the hook refuses is a 400, or a 503 when it only lacks the browser-scope cookie
+    /// (a browser's retry carries the cookie this answer sets).
     pub fn scope_of(&self, parts: &Parts) -> Result<Scope, UploadError> {
-        self.inner
-            .scope
-            .resolve(parts)
-            .ok_or_else(|| UploadError::BadRequest("this request has no upload scope".into()))
+        let Some(scope) = self.inner.scope.resolve(parts) else {
+            let fresh = parts.extensions.get::<BrowserId>().is_some_and(|b| b.fresh);
+            return Err(if fresh {
+                UploadError::Retry(
+                    "no upload scope yet: send this answer's cookie back (cookies must be on)"
+                        .into(),
+                )
+            } else {
+                UploadError::BadRequest("this request has no upload scope".into())
+            });
+        };
+        Ok(match (self.inner.client_address)(parts) {
+            Some(address) => scope.with_client(address),
+            None => scope,
+        })
     }
 
     /// Where saved files are: the object store in shared mode
@@ -359,25 +410,41 @@ impl Uploads {
             .collect()
     }
 
-    /// Counts the unfinished uploads already on disk (a restart keeps each scope's limit).
+    /// Counts the uploads already on disk (a restart keeps every limit).
     async fn count_open_uploads(&self) -> io::Result<()> {
         for (dir, registry) in self.registries() {
-            for (key, _, complete) in registry.store.uploads().await? {
-                if complete {
-                    continue;
-                }
+            for (key, _, _) in registry.store.uploads().await? {
                 if let Some(stored) = registry.store.load(&key).await? {
-                    // Counted even past the limit: they exist; new ones wait.
-                    self.inner.open.force_open(&stored.meta.scope, (dir, key));
+                    // Counted even past the limits: they exist; new ones wait.
+                    self.inner
+                        .quotas
+                        .force_hold((dir, key), Self::held(&stored.meta));
                 }
             }
         }
         Ok(())
     }
 
-    /// Forgets an unfinished upload for the per-scope limit (completed or removed).
+    /// What an upload holds against the quotas.
+    fn held(meta: &UploadMeta) -> Held {
+        Held {
+            scope: meta.scope.clone(),
+            client: meta.client.clone(),
+            bytes: meta.total_size,
+        }
+    }
+
+    /// The `&'static` name of a field's chunk directory, as the registries know it.
+    fn field_dir(&self, dir: &str) -> Option<&'static str> {
+        self.inner
+            .field_registries
+            .get_key_value(dir)
+            .map(|(dir, _)| *dir)
+    }
+
+    /// Forgets an upload for the quotas (saved or removed).
     pub(crate) fn close_open(&self, dir: Option<&'static str>, key: UploadKey) {
-        self.inner.open.close((dir, key));
+        self.inner.quotas.release((dir, key));
     }
 
     /// The uploads of a chunk directory: a field's own (`CHUNKS_UPLOAD_TO`) or the default.
@@ -402,16 +469,14 @@ impl Uploads {
             .ok_or_else(|| UploadError::BadRequest("unknown upload field".into()))
     }
 
-    /// How long a body of `len` bytes may take (see [`Settings::min_body_rate`]).
-    pub(crate) fn pace(&self, len: u64) -> BodyPace {
+    /// How fast a request body must come (see [`Settings::min_body_rate`]).
+    pub(crate) fn pace(&self) -> BodyPace {
         let settings = &self.inner.settings;
-        let limit = (settings.min_body_rate > 0).then(|| {
-            settings.body_idle_timeout
-                + Duration::from_secs_f64(len as f64 / settings.min_body_rate as f64)
-        });
         BodyPace {
             idle: settings.body_idle_timeout,
-            limit,
+            grace: settings.body_idle_timeout,
+            min_rate: settings.min_body_rate,
+            total: None,
         }
     }
 
@@ -477,12 +542,11 @@ impl Uploads {
     /// Completes the upload if every chunk is in, and tells the hooks if this call did it.
     async fn finish(
         &self,
-        (dir, registry): (Option<&'static str>, &Registry),
+        registry: &Registry,
         scope: &Scope,
         upload: &Upload,
     ) -> Result<(), UploadError> {
         if upload.finish_if_all_in(&registry.store).await? == Finish::JustCompleted {
-            self.close_open(dir, upload.key);
             tracing::info!(key = %upload.key, size = upload.meta.total_size, "upload complete");
             if !self.inner.on_complete.is_empty() {
                 let done = CompletedUpload {
@@ -549,14 +613,13 @@ impl Uploads {
         if let Some(shared) = self.shared() {
             return self.test_chunk_shared(shared, scope, params).await;
         }
-        let dir = rules.chunks_upload_to;
         let key = UploadKey::derive(scope, &params.identifier);
         let Some(upload) = registry.find(key).await? else {
             return Ok(None);
         };
         Self::check_same_upload(&upload, params)?;
         // Finishes an upload whose completion was cut short (a crash, a full disk).
-        self.finish((dir, registry), scope, &upload).await?;
+        self.finish(registry, scope, &upload).await?;
         if upload.has_chunk(params.chunk_number, place.implies)? {
             Ok(Some(self.status(scope, &upload)))
         } else {
@@ -596,6 +659,7 @@ impl Uploads {
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
             instance: uuid::Uuid::new_v4().simple().to_string(),
+            client: scope.client().map(str::to_owned),
         };
         #[cfg(feature = "object-store")]
         if let Some(shared) = self.shared() {
@@ -603,13 +667,21 @@ impl Uploads {
                 .receive_chunk_shared(shared, scope, (rules, place), params, meta, body)
                 .await;
         }
-        if registry.find(key).await?.is_none()
-            && !self.inner.open.try_open(scope.as_str(), (dir, key))
-        {
-            return Err(UploadError::BadRequest(format!(
-                "too many unfinished uploads (at most {}): finish or remove some first",
-                self.inner.open.limit()
-            )));
+        if registry.find(key).await?.is_none() {
+            self.inner
+                .quotas
+                .try_hold((dir, key), Self::held(&meta))
+                .map_err(UploadError::BadRequest)?;
+            if let Some(free) = registry.store.free_space()?
+                && free < meta.total_size
+            {
+                self.close_open(dir, key);
+                return Err(UploadError::BadRequest(format!(
+                    "the server has not enough free space for this file ({} bytes; {free} \
+                     free): try again later or with a smaller file",
+                    meta.total_size
+                )));
+            }
         }
         let upload = match registry.find_or_create(key, &meta).await {
             Ok(upload) => upload,
@@ -627,18 +699,18 @@ impl Uploads {
             .await?
         {
             // A duplicate gets the same time as a chunk that is written.
-            Claim::Stored => drain(body, place.len, self.pace(place.len)).await,
+            Claim::Stored => drain(body, place.len, self.pace()).await,
             Claim::Write(claim) => {
+                let (body, cut) = paced(body, self.pace());
                 registry
                     .store
-                    .write_chunk(&key, place.offset, place.len, body, self.pace(place.len))
+                    .write_chunk(&key, place.offset, place.len, body)
                     .await
-                    .map_err(|e| match e {
-                        WriteError::Io(e) => UploadError::Unavailable(e),
-                        slow @ (WriteError::Idle(_) | WriteError::TooSlow(_)) => {
-                            UploadError::Retry(slow.to_string())
-                        }
-                        other => UploadError::BadRequest(other.to_string()),
+                    .map_err(|e| match (e, cut.get()) {
+                        // Too slow or stalled: the client may send the chunk again.
+                        (_, Some(slow)) => UploadError::Retry(slow.to_string()),
+                        (WriteError::Io(e), None) => UploadError::Unavailable(e),
+                        (other, None) => UploadError::BadRequest(other.to_string()),
                     })?;
                 fault_point!("chunk-written");
                 if place.offset == 0 && !rules.content_types.is_empty() {
@@ -658,7 +730,7 @@ impl Uploads {
                 fault_point!("chunk-marked");
             }
         }
-        self.finish((dir, registry), scope, &upload).await?;
+        self.finish(registry, scope, &upload).await?;
         Ok(self.status(scope, &upload))
     }
 
@@ -687,9 +759,7 @@ impl Uploads {
             .await
             .map_err(io)?
             .ok_or(FileFieldError::UnknownUpload)?;
-        self.finish((chunks_upload_to, registry), scope, &upload)
-            .await
-            .map_err(io)?;
+        self.finish(registry, scope, &upload).await.map_err(io)?;
         let progress = upload.progress();
         if !progress.complete {
             return Err(FileFieldError::Incomplete {
@@ -743,27 +813,9 @@ impl Uploads {
         registry.forget(key);
         let removed = registry.store.remove(&key).await;
         registry.removed(key);
-        removed
-    }
-}
-
-/// Reads and drops up to `limit` bytes of a body we do not need, so the client reads our
-/// answer instead of a connection reset (browsers report a reset as a network error and
-/// retry, or give up without the reason). A longer body is cut off there.
-/// A body silent for `pace.idle`, or still coming after `pace.limit` in all, is given up
-/// on, so a trickling client cannot hold the connection.
-pub(crate) async fn drain<S, E>(body: S, limit: u64, pace: BodyPace)
-where
-    S: Stream<Item = Result<Bytes, E>>,
-{
-    let mut body = std::pin::pin!(body);
-    let mut seen = 0u64;
-    let deadline = tokio::time::Instant::now() + pace.limit.unwrap_or(Duration::MAX / 4);
-    while seen <= limit {
-        let frame = tokio::time::timeout_at(deadline, tokio::time::timeout(pace.idle, body.next()));
-        match frame.await {
-            Ok(Ok(Some(Ok(frame)))) => seen += frame.len() as u64,
-            _ => break,
+        if removed.is_ok() {
+            self.close_open(chunks_upload_to.and_then(|dir| self.field_dir(dir)), key);
         }
+        removed
     }
 }

@@ -3,6 +3,7 @@
 mod common;
 
 use common::*;
+use sea_orm_resumable::Settings;
 use std::collections::HashSet;
 
 #[tokio::test]
@@ -10,7 +11,12 @@ async fn the_last_chunks_race_completes_each_upload_exactly_once_200_times() {
     const RUNS: usize = 200;
     const CHUNK: u64 = 4096;
     let media = tempfile::tempdir().unwrap();
-    let server = TestServer::start(media.path()).await;
+    // 200 complete uploads of one user, none saved: more than the default per-user limit.
+    let settings = Settings {
+        max_open_uploads: RUNS as u64,
+        ..settings(media.path())
+    };
+    let server = TestServer::start_with(settings).await;
     let http = reqwest::Client::new();
     for run in 0..RUNS {
         let mut upload = FileUpload::new(

@@ -13,7 +13,9 @@ async fn the_example_serves_uploads_stops_on_ctrl_c_and_keeps_its_secret() {
     let media = root.path().join("media");
     let (server, url) = start(&media);
     assert!(url.ends_with("/resumable_upload/"), "{url}");
-    let mut upload = FileUpload::new(&url, random_bytes(300_000, 1), 100_000);
+    let mut upload = Site::visit(&url)
+        .await
+        .upload(random_bytes(300_000, 1), 100_000);
     let token = upload.send_ok(1).await["token"].clone();
     interrupt(server);
     assert!(
@@ -37,10 +39,10 @@ async fn upload_form_row_file_round_trip(extra: &[&str]) {
     let root = tempfile::tempdir().unwrap();
     let media = root.path().join("media");
     let (server, url) = start_with(&media, extra);
-    let site = Site::new(&url);
+    let site = Site::visit(&url).await;
 
     let data = random_bytes(1_000_000, 42);
-    let upload = FileUpload::new(&url, data.clone(), 256 * 1024);
+    let upload = site.upload(data.clone(), 256 * 1024);
     upload.send_all(vec![3, 1, 2], 3).await;
     let token = upload.send_ok(1).await["token"]
         .as_str()
@@ -89,7 +91,7 @@ async fn upload_form_row_file_round_trip(extra: &[&str]) {
         assert!(page.contains(reason), "{reason:?} not in {page}");
     }
     // Chunk directories are not media: an unfinished upload's files are there, unserved.
-    let partial = FileUpload::new(&url, random_bytes(300_000, 43), 100_000);
+    let partial = site.upload(random_bytes(300_000, 43), 100_000);
     let token = partial.send_ok(1).await["token"]
         .as_str()
         .unwrap()

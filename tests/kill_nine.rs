@@ -58,7 +58,9 @@ async fn killed_mid_chunk_body_the_upload_resumes_intact() {
     let root = tempfile::tempdir().unwrap();
     let media = root.path().join("media");
     let (server, url) = start(&media);
-    let mut upload = FileUpload::new(&url, random_bytes(4 * CHUNK as usize, 1), CHUNK);
+    let mut upload = Site::visit(&url)
+        .await
+        .upload(random_bytes(4 * CHUNK as usize, 1), CHUNK);
     upload.body = Body::Octet;
     upload.send_all(vec![1, 2], 2).await;
 
@@ -96,7 +98,9 @@ async fn killed_at(point: &str, hit: u32) {
     let media = root.path().join("media");
     let armed = format!("{point}={hit}*off->pause");
     let (server, url) = start_armed(&media, &[], &armed);
-    let mut upload = FileUpload::new(&url, random_bytes(4 * CHUNK as usize + 7, 2), CHUNK);
+    let mut upload = Site::visit(&url)
+        .await
+        .upload(random_bytes(4 * CHUNK as usize + 7, 2), CHUNK);
     let mut held = false;
     for n in 1..=upload.chunk_count() {
         match tokio::time::timeout(Duration::from_millis(700), upload.send(n)).await {
@@ -152,16 +156,16 @@ async fn killed_during_save_with(point: &str, extra: &[&str], s3: Option<(&str, 
     let start_with = |media: &Path, extra: &[&str]| start_armed_env(media, extra, "", env);
     let (server, url) = start_armed_env(&media, extra, &format!("{point}=pause"), env);
     let data = random_bytes(700_000, 3);
-    let upload = FileUpload::new(&url, data.clone(), CHUNK);
+    let site = Site::visit(&url).await;
+    let upload = site.upload(data.clone(), CHUNK);
     let token = resume(&upload).await;
-    let site = Site::new(&url);
     let save = site.post_document("Crash", &token);
     let held = tokio::time::timeout(Duration::from_millis(700), save).await;
     assert!(held.is_err(), "the save is held at {point}");
     kill_9(server);
 
     let (server, url) = start_with(&media, extra);
-    let site = Site::new(&url);
+    let site = site.at(&url);
     let listed = |page: String| page.matches("<li>").count();
     let rows = listed(site.get("/").await.text().await.unwrap());
     let again = site.post_document("Crash", &token).await;
@@ -280,11 +284,12 @@ async fn a_reservation_without_a_row_is_kept_while_fresh_and_dropped_once_stale(
     let root = tempfile::tempdir().unwrap();
     let media = root.path().join("media");
     let (server, url) = start_armed(&media, &[], "save-reserved=pause");
-    let upload = FileUpload::new(&url, random_bytes(300_000, 4), CHUNK);
+    let site = Site::visit(&url).await;
+    let upload = site.upload(random_bytes(300_000, 4), CHUNK);
     let token = resume(&upload).await;
     let held = tokio::time::timeout(
         Duration::from_millis(700),
-        Site::new(&url).post_document("Crash", &token),
+        site.post_document("Crash", &token),
     )
     .await;
     assert!(held.is_err());
@@ -309,7 +314,7 @@ async fn a_reservation_without_a_row_is_kept_while_fresh_and_dropped_once_stale(
         .unwrap();
     let (server, url) = start(&media);
     assert_eq!(reservations().len(), 0, "a stale reservation is dropped");
-    let saved = Site::new(&url).post_document("Saved", &token).await;
+    let saved = site.at(&url).post_document("Saved", &token).await;
     assert_eq!(saved.status(), 303);
     assert_eq!(files_under(&media).len(), 1, "{:?}", files_under(&media));
     interrupt(server);

@@ -32,6 +32,7 @@ fn meta(identifier: &str, instance: &str, chunks: u64) -> UploadMeta {
         chunk_size: 10,
         created_at: 0,
         instance: instance.into(),
+        client: None,
     }
 }
 

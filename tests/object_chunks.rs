@@ -110,6 +110,7 @@ impl File {
                 chunk_size: chunk as u64,
                 created_at: 0,
                 instance: "test".into(),
+                client: None,
             },
             bytes,
             chunk,

@@ -8,7 +8,7 @@ use axum::{
     middleware::{self, Next},
     response::Response,
 };
-use sea_orm_resumable::{Secret, Settings, Uploads, router};
+use sea_orm_resumable::{Scope, Secret, Settings, Uploads, router};
 
 /// Lets a request through only with `Authorization: let-me-in`; refuses others after
 /// reading their body (`Uploads::refuse`), so the client reads the 401.
@@ -42,7 +42,14 @@ async fn a_route_layer_guards_every_url_of_the_endpoint_under_nest_and_nest_serv
     for nest_service in [false, true] {
         let media = tempfile::tempdir().unwrap();
         let secret = Secret::new(vec![7; 32]).unwrap();
+        // The logged-in user is the upload scope, as with a real login layer.
         let uploads = Uploads::builder(Settings::new(media.path()), secret)
+            .scope(|parts: &axum::http::request::Parts| {
+                parts
+                    .headers
+                    .get("authorization")
+                    .map(|_| Scope::new("user"))
+            })
             .build()
             .await
             .unwrap();

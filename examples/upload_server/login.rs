@@ -8,13 +8,13 @@
 use axum::{
     Form,
     extract::{Query, Request, State},
-    http::{StatusCode, request::Parts},
+    http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts},
     middleware::Next,
     response::{IntoResponse, Redirect, Response},
 };
 use axum_login::{AuthSession, AuthUser, AuthnBackend, UserId};
 use hmac::{Hmac, Mac};
-use sea_orm_resumable::{Scope, Uploads, widget::Escaped};
+use sea_orm_resumable::{BrowserScope, Scope, ScopeResolver, Uploads, widget::Escaped};
 use serde::Deserialize;
 use sha2::Sha256;
 use std::{collections::HashMap, convert::Infallible, sync::Arc};
@@ -149,14 +149,14 @@ impl AuthnBackend for Users {
 /// The auth session axum-login puts in every request's extensions.
 pub type Auth = AuthSession<Users>;
 
-/// The upload scope of a request: the logged-in user; without `--require-login`, the one
-/// anonymous scope for everybody else.
+/// The upload scope of a request: the logged-in user; without `--require-login`, the
+/// visitor's browser (the library's default, from a signed cookie).
 pub fn scope_of(parts: &Parts, require_login: bool) -> Option<Scope> {
     let user = parts.extensions.get::<Auth>().and_then(|a| a.user.as_ref());
     match user {
         Some(user) => Some(Scope::new(user.name.clone())),
         None if require_login => None,
-        None => Some(Scope::anonymous()),
+        None => BrowserScope.resolve(parts),
     }
 }
 
@@ -243,24 +243,56 @@ pub struct LoginQuery {
     next: String,
 }
 
-/// `GET /login`: the login form.
-pub async fn login_form(auth: Auth, Query(query): Query<LoginQuery>) -> Response {
-    let token = csrf_token(&auth.session).await;
-    login_page(StatusCode::OK, &token, &query.next, None)
+/// The cookie holding the login form's CSRF token: the form sends it back beside the
+/// cookie (a double-submit token), so showing the form keeps nothing on the server.
+const LOGIN_CSRF_COOKIE: &str = "login_csrf";
+
+/// The login form's CSRF token the browser holds, if it looks like one of ours.
+fn login_csrf(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| {
+            pair.trim()
+                .strip_prefix(LOGIN_CSRF_COOKIE)?
+                .strip_prefix('=')
+        })
+        .filter(|token| token.len() == 64 && token.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// `GET /login`: the login form. No session is made for it (a visitor who never logs in
+/// costs the server nothing): its CSRF token lives in a cookie.
+pub async fn login_form(headers: HeaderMap, Query(query): Query<LoginQuery>) -> Response {
+    let token =
+        login_csrf(&headers).map_or_else(|| hex::encode(rand::random::<[u8; 32]>()), str::to_owned);
+    let mut page = login_page(StatusCode::OK, &token, &query.next, None);
+    let cookie = format!("{LOGIN_CSRF_COOKIE}={token}; Path=/login; HttpOnly; SameSite=Strict");
+    if let Ok(cookie) = HeaderValue::from_str(&cookie) {
+        page.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    page
 }
 
 /// `POST /login` (`username`, `password`, `csrf_token`, `next`): starts the session and
 /// goes to `next` (a path on this site) or `/`; a wrong name or password is a 401 with
 /// the form again.
-pub async fn login(mut auth: Auth, Form(credentials): Form<Credentials>) -> Response {
-    if !csrf_matches(&auth.session, &credentials.csrf_token).await {
+pub async fn login(
+    mut auth: Auth,
+    headers: HeaderMap,
+    Form(credentials): Form<Credentials>,
+) -> Response {
+    let Some(token) = login_csrf(&headers).map(str::to_owned) else {
+        return csrf_refusal();
+    };
+    if !same_token(&token, &credentials.csrf_token) {
         return csrf_refusal();
     }
     let next = local_path(&credentials.next).to_owned();
     let user = match auth.authenticate(credentials).await {
         Ok(Some(user)) => user,
         _ => {
-            let token = csrf_token(&auth.session).await;
             let error = "Wrong user name or password.";
             return login_page(StatusCode::UNAUTHORIZED, &token, &next, Some(error));
         }

@@ -16,6 +16,7 @@
 
 mod document;
 mod login;
+mod serve;
 mod shared;
 mod web;
 
@@ -23,7 +24,11 @@ use axum::http::request::Parts;
 use clap::Parser;
 use migration::{Migrator, MigratorTrait};
 use sea_orm_resumable::{Secret, Settings, Uploads};
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 use tracing_subscriber::EnvFilter;
 
 /// Resumable uploads of large files (resumable.js / flow.js protocol).
@@ -43,10 +48,14 @@ struct Args {
     /// beside the media root.
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// Signing secret for upload tokens (at least 16 bytes); default: generated once into
-    /// the data directory.
+    /// Signing secret for upload tokens and browser cookies (at least 16 bytes); default:
+    /// generated once into the data directory. A flag shows in `ps`: prefer the
+    /// environment variable or --secret-file.
     #[arg(long, env = "RESUMABLE_SECRET", hide_env_values = true)]
     secret: Option<String>,
+    /// A file holding the signing secret (its text, trimmed), instead of --secret.
+    #[arg(long, env = "RESUMABLE_SECRET_FILE", conflicts_with = "secret")]
+    secret_file: Option<PathBuf>,
     /// Largest file accepted, in bytes.
     #[arg(long, default_value_t = 100 << 30)]
     max_file_size: u64,
@@ -61,12 +70,32 @@ struct Args {
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
     /// Only logged-in users may upload, see documents and download files; each sees
-    /// only their own. Log in at `/login`.
-    #[arg(long, requires = "users")]
+    /// only their own. Log in at `/login`. Without it, each browser has its own uploads
+    /// and documents (a signed cookie), with no login.
+    #[arg(long)]
     require_login: bool,
-    /// A user who may log in, as NAME:PASSWORD (repeat for more users).
+    /// A user who may log in, as NAME:PASSWORD (repeat for more users). A flag shows in
+    /// `ps`: prefer --users-file.
     #[arg(long = "user", value_name = "NAME:PASSWORD", value_parser = login::parse_user_flag, requires = "require_login")]
     users: Vec<login::UserFlag>,
+    /// A file of users who may log in, one NAME:PASSWORD a line.
+    #[arg(long, env = "RESUMABLE_USERS_FILE", requires = "require_login")]
+    users_file: Option<PathBuf>,
+    /// Seconds a client has to send a request's headers (from connecting, or from the
+    /// last answer on a kept-alive connection) before the connection is closed.
+    #[arg(long, value_name = "SECONDS", default_value = "20", value_parser = seconds)]
+    header_timeout: Duration,
+    /// Seconds a request body may stay silent (Settings::body_idle_timeout); also the
+    /// grace before the minimum rate applies.
+    #[arg(long, value_name = "SECONDS", default_value = "60", value_parser = seconds)]
+    body_idle_timeout: Duration,
+    /// Slowest average a request body may arrive at after the grace, in bytes per second
+    /// (Settings::min_body_rate).
+    #[arg(long, value_name = "BYTES", default_value_t = 1024)]
+    min_body_rate: u64,
+    /// Seconds a page's form (login, document) has to arrive whole.
+    #[arg(long, value_name = "SECONDS", default_value = "20", value_parser = seconds)]
+    form_timeout: Duration,
     /// Keep chunks and saved files in this S3 bucket instead of the media root, with
     /// which chunks are in recorded in the database: every server started with the same
     /// bucket and --database-url serves the same uploads (put them behind one load
@@ -105,16 +134,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .data_dir
         .clone()
         .unwrap_or_else(|| beside_media.join("data"));
-    let secret = match &args.secret {
-        Some(text) => Secret::new(text.clone().into_bytes())?,
-        None => Secret::load_or_generate(data_dir.join("secret")).await?,
-    };
-    let settings = Settings {
-        chunk_subdir: args.chunk_subdir.clone(),
-        max_file_size: args.max_file_size,
-        sync_data: !args.no_sync_data,
-        ..Settings::new(&args.media_root)
-    };
     let database_url = match &args.database_url {
         Some(url) => url.clone(),
         None => {
@@ -123,11 +142,48 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             format!("sqlite://{}?mode=rwc", file.display())
         }
     };
+    // Everything under the media root may be served at /media/: the app's own state
+    // must not be there, whatever form the options took (`.`, `..`, `/`, links).
+    let mut own_state = vec![("data directory", data_dir.clone())];
+    own_state.extend(sqlite_file(&database_url).map(|file| ("database", file)));
+    own_state.extend(args.secret_file.clone().map(|file| ("secret file", file)));
+    own_state.extend(args.users_file.clone().map(|file| ("users file", file)));
+    if let Err(e) = check_media_root(&args.media_root, &own_state) {
+        eprintln!("error: {e}");
+        std::process::exit(2);
+    }
+    let secret = match (&args.secret, &args.secret_file) {
+        (Some(text), _) => Secret::new(text.clone().into_bytes())?,
+        (None, Some(file)) => {
+            Secret::new(std::fs::read_to_string(file)?.trim().as_bytes().to_vec())?
+        }
+        (None, None) => Secret::load_or_generate(data_dir.join("secret")).await?,
+    };
+    let mut users = args.users.clone();
+    if let Some(file) = &args.users_file {
+        for line in std::fs::read_to_string(file)?.lines() {
+            if !line.trim().is_empty() {
+                users.push(login::parse_user_flag(line.trim())?);
+            }
+        }
+    }
+    if args.require_login && users.is_empty() {
+        eprintln!("error: --require-login needs users (--user NAME:PASSWORD or --users-file)");
+        std::process::exit(2);
+    }
+    let settings = Settings {
+        chunk_subdir: args.chunk_subdir.clone(),
+        max_file_size: args.max_file_size,
+        sync_data: !args.no_sync_data,
+        body_idle_timeout: args.body_idle_timeout,
+        min_body_rate: args.min_body_rate,
+        ..Settings::new(&args.media_root)
+    };
     let db = sea_orm::Database::connect(&database_url).await?;
     Migrator::up(&db, None).await?;
 
     // Each logged-in user is an upload scope: nobody tests, writes or claims another
-    // user's uploads. Without --require-login everybody shares the anonymous scope.
+    // user's uploads. Without --require-login each browser is a scope (a signed cookie).
     let require_login = args.require_login;
     let mut builder = Uploads::builder(settings, secret)
         .scope(move |parts: &Parts| login::scope_of(parts, require_login));
@@ -147,8 +203,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             db,
             uploads,
             require_login,
+            form_timeout: args.form_timeout,
         },
-        login::Users::new(&args.users),
+        login::Users::new(&users),
     );
 
     let listener = tokio::net::TcpListener::bind(args.bind).await?;
@@ -156,13 +213,84 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "listening on http://{}/resumable_upload/",
         listener.local_addr()?
     );
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    let drain = args.body_idle_timeout + Duration::from_secs(5);
+    serve::serve(listener, app, args.header_timeout, shutdown_signal(), drain).await;
     stop_expiry.cancel();
     expiry.await?;
     println!("stopped");
     Ok(())
+}
+
+/// A number of seconds, as a duration.
+fn seconds(text: &str) -> Result<Duration, String> {
+    text.parse::<f64>()
+        .ok()
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("{text:?} is not a positive number of seconds"))
+}
+
+/// The file of an SQLite database URL (`sqlite://path?…`, `sqlite:path`).
+fn sqlite_file(url: &str) -> Option<PathBuf> {
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = path.split('?').next().unwrap_or_default();
+    (!path.is_empty() && !path.starts_with(':')).then(|| PathBuf::from(path))
+}
+
+/// Refuses a media root that holds any of the app's own state (by path, after following
+/// links and resolving `.` and `..`, for what exists).
+fn check_media_root(media_root: &Path, own_state: &[(&str, PathBuf)]) -> Result<(), String> {
+    std::fs::create_dir_all(media_root)
+        .map_err(|e| format!("cannot create the media root {}: {e}", media_root.display()))?;
+    let root = media_root
+        .canonicalize()
+        .map_err(|e| format!("cannot open the media root {}: {e}", media_root.display()))?;
+    for (what, path) in own_state {
+        if resolved(path).starts_with(&root) {
+            return Err(format!(
+                "the media root {} holds the app's {what} ({}): every file under the media \
+                 root may be served at /media/, so give the media root a directory of its \
+                 own (or move the {what} out of it)",
+                media_root.display(),
+                path.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `path` with `.` and `..` resolved, links followed as far as it exists, and the rest
+/// appended.
+fn resolved(path: &Path) -> PathBuf {
+    let mut absolute = PathBuf::new();
+    for part in std::path::absolute(path)
+        .unwrap_or_else(|_| path.to_owned())
+        .components()
+    {
+        match part {
+            std::path::Component::ParentDir => {
+                absolute.pop();
+            }
+            std::path::Component::CurDir => {}
+            part => absolute.push(part),
+        }
+    }
+    let mut existing = absolute.as_path();
+    let mut rest = Vec::new();
+    loop {
+        if let Ok(real) = existing.canonicalize() {
+            return rest.iter().rev().fold(real, |path, part| path.join(part));
+        }
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_owned());
+                existing = parent;
+            }
+            _ => return absolute,
+        }
+    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

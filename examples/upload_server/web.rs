@@ -3,9 +3,9 @@
 use axum::{
     Form, Router,
     body::Body,
-    extract::{FromRequestParts, Path, State},
-    http::{HeaderValue, Request, StatusCode, header, request::Parts},
-    middleware,
+    extract::{DefaultBodyLimit, FromRequestParts, Path, State},
+    http::{HeaderValue, Method, Request, StatusCode, header, request::Parts},
+    middleware::{self, Next, from_fn_with_state},
     response::{Html, IntoResponse, Redirect, Response},
     routing::{get, post},
 };
@@ -19,12 +19,13 @@ use sea_orm_resumable::{
     assets::{Assets, assets_router},
     field::save_error_message,
     form::FileInput,
-    router,
+    refuse_cross_origin, router, scope_cookie,
     widget::Escaped,
 };
 use serde::Deserialize;
+use std::time::Duration;
 use tower::ServiceExt;
-use tower_http::services::ServeFile;
+use tower_http::{services::ServeFile, set_header::SetResponseHeaderLayer};
 
 use tower_sessions::{MemoryStore, SessionManagerLayer, cookie::SameSite};
 
@@ -39,7 +40,17 @@ pub struct App {
     /// `--require-login`: pages, the upload endpoint and `/media/` are for logged-in
     /// users only, each seeing their own uploads and documents.
     pub require_login: bool,
+    /// `--form-timeout`: how long a page's form may take to arrive.
+    pub form_timeout: Duration,
 }
+
+/// Largest form a page takes (a title, a token, a CSRF token, a name and password).
+const MAX_FORM_BYTES: usize = 64 * 1024;
+
+/// The policy of every page: scripts, styles and forms from this origin only (the page's
+/// own `<style>` aside), never framed by another site.
+const PAGE_POLICY: &str = "default-src 'self'; style-src 'self' 'unsafe-inline'; \
+    object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 /// Every route of the example app; `users` log in at `/login`.
 pub fn routes(app: App, users: Users) -> Router {
@@ -63,19 +74,71 @@ pub fn routes(app: App, users: Users) -> Router {
         .with_secure(false)
         .with_same_site(SameSite::Lax);
     let auth = AuthManagerLayerBuilder::new(users, sessions).build();
+    let forms = middleware::from_fn_with_state(app.form_timeout, form_within);
+    let uploads = app.uploads.clone();
     Router::new()
         .merge(pages)
         .merge(files)
         .route("/login", get(login::login_form).post(login::login))
         .route("/logout", post(login::logout))
+        // Pages' forms are small and must come quickly (the endpoint paces its own).
+        .route_layer(forms)
+        .route_layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
         .nest_service(ASSETS_URL, assets_router())
         .nest_service("/resumable_upload", endpoint)
         .with_state(app)
         .layer(auth)
+        // A scope per browser from the first page on, so the widget's first chunks
+        // already carry it; and no state-changing request from another site.
+        .layer(from_fn_with_state(uploads.clone(), scope_cookie))
+        .layer(from_fn_with_state(uploads, refuse_cross_origin))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(PAGE_POLICY),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("same-origin"),
+        ))
 }
 
-/// Who is asking: the owner their documents get (the user name, `""` without login)
-/// and, with login, the session's CSRF token for the page's forms and the widget.
+/// Middleware for pages: a POST's form is read whole within `limit` (408 after that),
+/// so a client trickling a byte now and then holds nothing for long.
+async fn form_within(
+    State(limit): State<Duration>,
+    request: Request<Body>,
+    next: Next,
+) -> Response {
+    if request.method() != Method::POST {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    let read = axum::body::to_bytes(body, MAX_FORM_BYTES);
+    match tokio::time::timeout(limit, read).await {
+        Ok(Ok(bytes)) => {
+            next.run(Request::from_parts(parts, Body::from(bytes)))
+                .await
+        }
+        Ok(Err(_)) => (StatusCode::PAYLOAD_TOO_LARGE, "the form is too large\n").into_response(),
+        Err(_) => (
+            StatusCode::REQUEST_TIMEOUT,
+            "the form took too long to arrive: try again\n",
+        )
+            .into_response(),
+    }
+}
+
+/// Who is asking: the owner their documents get (their upload scope: the user name with
+/// login, their browser without) and, with login, the session's CSRF token for the
+/// page's forms and the widget.
 pub struct Viewer {
     owner: String,
     csrf: Option<String>,
@@ -86,10 +149,10 @@ impl FromRequestParts<App> for Viewer {
 
     async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Self::Rejection> {
         let auth = parts.extensions.get::<Auth>().cloned();
-        let owner = auth
-            .as_ref()
-            .and_then(|a| a.user.as_ref())
-            .map_or(String::new(), |u| u.name.clone());
+        let owner = app
+            .uploads
+            .scope_of(parts)
+            .map_or(String::new(), |scope| scope.as_str().to_owned());
         let csrf = match (&auth, app.require_login) {
             (Some(auth), true) => Some(login::csrf_token(&auth.session).await),
             _ => None,
@@ -283,22 +346,25 @@ async fn media_file(
     Path(path): Path<String>,
     request: Request<Body>,
 ) -> Response {
-    if app.require_login {
-        let owned = document::Entity::find()
-            .filter(document::Column::File.eq(path.as_str()))
-            .filter(document::Column::Owner.eq(viewer.owner.as_str()))
-            .one(&app.db)
-            .await;
-        match owned {
-            Ok(Some(_)) => {}
-            Ok(None) => return (StatusCode::NOT_FOUND, "not found").into_response(),
-            Err(e) => return AppError(e).into_response(),
-        }
+    // Only the files of the viewer's own documents (a user's, or a browser's).
+    let owned = document::Entity::find()
+        .filter(document::Column::File.eq(path.as_str()))
+        .filter(document::Column::Owner.eq(viewer.owner.as_str()))
+        .one(&app.db)
+        .await;
+    match owned {
+        Ok(Some(_)) if !viewer.owner.is_empty() => {}
+        Ok(_) => return (StatusCode::NOT_FOUND, "not found").into_response(),
+        Err(e) => return AppError(e).into_response(),
     }
     if app.uploads.is_shared() {
         return object_file(&app, &path).await;
     }
     let mut response = match app.uploads.media().path(&path) {
+        // A directory is no document's file: tower-http would answer with a broken body.
+        Ok(file) if !tokio::fs::metadata(&file).await.is_ok_and(|m| m.is_file()) => {
+            return (StatusCode::NOT_FOUND, "not found").into_response();
+        }
         Ok(file) => match ServeFile::new(file).oneshot(request).await {
             Ok(response) => response.into_response(),
             Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),

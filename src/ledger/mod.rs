@@ -44,7 +44,7 @@
 //! let meta = UploadMeta {
 //!     scope: String::new(), identifier: "3-report".into(), file_name: "report.pdf".into(),
 //!     relative_path: None, content_type: None, total_size: 3, chunk_size: 1,
-//!     created_at: 0, instance: "a".into(),
+//!     created_at: 0, instance: "a".into(), client: None,
 //! };
 //! ledger.open(&key, &meta).await.unwrap();
 //! for number in [2, 1, 2] {

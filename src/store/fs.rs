@@ -21,11 +21,11 @@ use std::{
     os::unix::fs::FileExt,
     path::{Path, PathBuf},
     sync::Arc,
-    time::{Duration, SystemTime},
+    time::SystemTime,
 };
 use tokio::task::{JoinHandle, spawn_blocking};
 
-use super::{BodyPace, UploadMeta, WriteError};
+use super::{UploadMeta, WriteError};
 use crate::UploadKey;
 
 /// Bytes gathered from the body before one positioned write: large enough to keep the
@@ -61,6 +61,26 @@ impl FsStore {
         let dir = dir.into();
         tokio::fs::create_dir_all(&dir).await?;
         Ok(Self { dir, sync_data })
+    }
+
+    /// Bytes free for us on the chunk directory's file system, where the platform tells.
+    pub(crate) fn free_space(&self) -> io::Result<Option<u64>> {
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::unix::ffi::OsStrExt;
+            let path = std::ffi::CString::new(self.dir.as_os_str().as_bytes())
+                .map_err(io::Error::other)?;
+            let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+            // SAFETY: a NUL-terminated path and a statvfs struct to fill, both ours.
+            if unsafe { libc::statvfs(path.as_ptr(), &mut stat) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(Some(
+                (stat.f_bavail as u64).saturating_mul(stat.f_frsize as u64),
+            ))
+        }
+        #[cfg(not(target_os = "linux"))]
+        Ok(None)
     }
 
     /// The chunk directory.
@@ -169,7 +189,6 @@ impl FsStore {
         offset: u64,
         len: u64,
         body: S,
-        pace: BodyPace,
     ) -> Result<(), WriteError>
     where
         S: Stream<Item = Result<Bytes, E>> + Send,
@@ -183,7 +202,7 @@ impl FsStore {
             in_flight: None,
             write_back_early: self.sync_data,
         };
-        let result = writer.copy(body, len, pace).await;
+        let result = writer.copy(body, len).await;
         // Whatever happened, wait for the last write so no byte lands after we return.
         let finished = writer.wait().await;
         result?;
@@ -299,7 +318,7 @@ struct PositionedWriter {
 }
 
 impl PositionedWriter {
-    async fn copy<S, E>(&mut self, body: S, len: u64, pace: BodyPace) -> Result<(), WriteError>
+    async fn copy<S, E>(&mut self, body: S, len: u64) -> Result<(), WriteError>
     where
         S: Stream<Item = Result<Bytes, E>> + Send,
         E: std::fmt::Display,
@@ -307,21 +326,9 @@ impl PositionedWriter {
         let mut body = std::pin::pin!(body);
         let mut buffer = BytesMut::new();
         let mut received: u64 = 0;
-        let idle = pace.idle;
-        // One timer for the whole body, pushed back at each frame (not one per frame).
-        let mut silence = std::pin::pin!(tokio::time::sleep(idle));
-        // And one that is never pushed back: the slowest the whole body may be.
-        let limit = pace.limit.unwrap_or(Duration::MAX / 4);
-        let too_slow = std::pin::pin!(tokio::time::sleep(limit));
-        let mut too_slow = too_slow;
         loop {
-            let frame = tokio::select! {
-                frame = body.next() => frame,
-                () = &mut silence => return Err(WriteError::Idle(idle)),
-                () = &mut too_slow => return Err(WriteError::TooSlow(limit)),
-            };
+            let frame = body.next().await;
             let Some(frame) = frame else { break };
-            silence.as_mut().reset(tokio::time::Instant::now() + idle);
             let frame = frame.map_err(|e| WriteError::Body(e.to_string()))?;
             received += frame.len() as u64;
             if received > len {

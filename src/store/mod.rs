@@ -39,6 +39,10 @@ pub struct UploadMeta {
     /// identifier (which gets the same key once this one is saved and gone).
     #[serde(default)]
     pub instance: String,
+    /// The network address (IPv6: its /64) of the client that started the upload, when
+    /// known: what the per-address limits count.
+    #[serde(default)]
+    pub client: Option<String>,
 }
 
 /// How a chunk was recorded: a non-zero byte per slot in the chunk record.
@@ -92,82 +96,7 @@ pub(crate) enum WriteError {
     /// Reading the body failed: the client went away or sent garbage.
     #[error("the chunk body was cut off: {0}")]
     Body(String),
-    /// No piece of the body came within the idle timeout.
-    #[error("the chunk body stalled for {0:?}")]
-    Idle(std::time::Duration),
-    /// The whole body took longer than its size allows at the minimum rate.
-    #[error("the chunk body arrived too slowly (not complete within {0:?})")]
-    TooSlow(std::time::Duration),
     /// The storage failed.
     #[error(transparent)]
     Io(#[from] std::io::Error),
-}
-
-/// How long a request body may take: at most `idle` between two pieces, and the whole body
-/// within `limit` (when set).
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct BodyPace {
-    pub idle: std::time::Duration,
-    pub limit: Option<std::time::Duration>,
-}
-
-impl BodyPace {
-    /// For a body read only to be dropped after a refusal: `idle` in all.
-    pub fn refusal(idle: std::time::Duration) -> Self {
-        Self {
-            idle,
-            limit: Some(idle),
-        }
-    }
-}
-
-/// `body` with `pace` enforced: an error item (and the end) once no piece came for
-/// `pace.idle`, or the whole body is still coming after `pace.limit`; errors become their
-/// text. The returned cell holds the reason when the pace cut the body (so the caller
-/// can tell a slow client, who may retry, from a broken body).
-#[cfg(feature = "object-store")]
-pub(crate) fn paced<S, E>(
-    body: S,
-    pace: BodyPace,
-) -> (
-    impl futures_util::Stream<Item = Result<bytes::Bytes, String>> + Send,
-    std::sync::Arc<std::sync::OnceLock<String>>,
-)
-where
-    S: futures_util::Stream<Item = Result<bytes::Bytes, E>> + Send,
-    E: std::fmt::Display,
-{
-    use futures_util::StreamExt;
-    let cut = std::sync::Arc::new(std::sync::OnceLock::new());
-    let reason = cut.clone();
-    let limit = pace.limit.unwrap_or(std::time::Duration::MAX / 4);
-    let deadline = tokio::time::Instant::now() + limit;
-    let stream = futures_util::stream::unfold((Box::pin(body), false), move |(mut body, ended)| {
-        let reason = reason.clone();
-        async move {
-            if ended {
-                return None;
-            }
-            let next =
-                tokio::time::timeout_at(deadline, tokio::time::timeout(pace.idle, body.next()))
-                    .await;
-            let (item, ended) = match next {
-                Ok(Ok(Some(Ok(piece)))) => (Ok(piece), false),
-                Ok(Ok(Some(Err(e)))) => (Err(e.to_string()), true),
-                Ok(Ok(None)) => return None,
-                Ok(Err(_)) => (Err(cut_off(&reason, WriteError::Idle(pace.idle))), true),
-                Err(_) => (Err(cut_off(&reason, WriteError::TooSlow(limit))), true),
-            };
-            Some((item, (body, ended)))
-        }
-    });
-    (stream, cut)
-}
-
-/// Notes why the pace cut a body off, and returns it.
-#[cfg(feature = "object-store")]
-fn cut_off(reason: &std::sync::OnceLock<String>, e: WriteError) -> String {
-    let text = e.to_string();
-    let _ = reason.set(text.clone());
-    text
 }

@@ -97,6 +97,9 @@ export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
  *  /__test/, through Playwright routing: the genuine clients then talk to the real
  *  endpoint without CORS. */
 export async function servePage(page, base, html, scripts = {}) {
+  // The app's own page hands out the browser's upload scope (a cookie), as a real page
+  // with the widget would before any chunk; the test page below never reaches the server.
+  await page.request.get(`${base}/`);
   await page.route(`${base}/__test/**`, async (route) => {
     const name = new URL(route.request().url()).pathname.replace('/__test/', '');
     if (name === 'page.html') {

@@ -27,6 +27,23 @@ impl Server {
     fn take(mut self) -> Child {
         self.0.take().unwrap()
     }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.0.as_ref().unwrap().id()
+    }
+
+    /// A memory figure of the process from /proc, in MiB: `VmRSS` (now) or `VmHWM`
+    /// (the peak so far).
+    pub fn memory_mib(&self, field: &str) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        let line = status
+            .lines()
+            .find(|l| l.starts_with(&format!("{field}:")))
+            .unwrap_or_else(|| panic!("no {field} in /proc/<pid>/status"));
+        let kib: f64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+        kib / 1024.0
+    }
 }
 
 impl Drop for Server {
@@ -152,6 +169,47 @@ impl Site {
                 .unwrap(),
             cookies,
         }
+    }
+
+    /// A new browser that opened the app's first page (and so holds its upload scope
+    /// cookie, as a page with the widget would before its first chunk).
+    pub async fn visit(endpoint: &str) -> Self {
+        let site = Self::new(endpoint);
+        assert_eq!(site.get("/").await.status(), 200);
+        site
+    }
+
+    /// The `Cookie` header this browser sends (for hand-made requests).
+    pub fn cookie_header(&self) -> String {
+        use reqwest::cookie::CookieStore;
+        let url = self.base.parse().unwrap();
+        self.cookies
+            .cookies(&url)
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default()
+    }
+
+    /// The same browser (its cookies) on another server's `endpoint`.
+    pub fn at(&self, endpoint: &str) -> Self {
+        Self {
+            base: endpoint.trim_end_matches("/resumable_upload/").to_owned(),
+            http: self.http.clone(),
+            cookies: self.cookies.clone(),
+        }
+    }
+
+    /// An upload of `data` from this browser (its cookies) to this server's endpoint.
+    pub fn upload(&self, data: Vec<u8>, chunk_size: u64) -> crate::common::FileUpload {
+        let mut upload = crate::common::FileUpload::new(
+            &format!("{}/resumable_upload/", self.base),
+            data,
+            chunk_size,
+        );
+        upload.http = reqwest::Client::builder()
+            .cookie_provider(self.cookies.clone())
+            .build()
+            .unwrap();
+        upload
     }
 
     /// A client for the upload endpoint sharing this browser's cookies and sending

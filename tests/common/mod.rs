@@ -288,9 +288,32 @@ impl FileUpload {
         assert_eq!(sha256_file(&stored), sha256(&self.data), "{stored:?}");
     }
 
-    /// Where the completed file is stored.
+    /// Where the completed file is stored: by the test user's scope, or (for a browser
+    /// scope the test does not know) the one upload in the chunk directory whose
+    /// metadata names this identifier.
     pub fn stored_path(&self, media: &Path) -> PathBuf {
-        data_path(media, self.user.as_deref().unwrap_or(""), &self.identifier)
+        let by_user = data_path(media, self.user.as_deref().unwrap_or(""), &self.identifier);
+        if by_user.exists() {
+            return by_user;
+        }
+        let chunks = media.join("resumable_chunks");
+        let identifier = serde_json::Value::from(self.identifier.as_str()).to_string();
+        let found: Vec<PathBuf> = std::fs::read_dir(&chunks)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|entry| entry.path())
+            .filter(|path| {
+                path.extension().is_some_and(|e| e == "meta")
+                    && std::fs::read_to_string(path)
+                        .is_ok_and(|meta| meta.contains(&format!("\"identifier\":{identifier}")))
+            })
+            .map(|meta| meta.with_extension("data"))
+            .collect();
+        match found.as_slice() {
+            [one] => one.clone(),
+            _ => by_user,
+        }
     }
 }
 
