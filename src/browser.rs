@@ -33,10 +33,18 @@ use axum::{
     response::Response,
 };
 
+use std::sync::{Arc, atomic::AtomicBool};
+
 use crate::{UploadError, Uploads};
 
-/// The name of the cookie that holds a browser's scope.
+/// The name of the cookie that holds a browser's scope; with
+/// [`Settings::secure_cookie`](crate::Settings::secure_cookie) it is
+/// `__Host-resumable_scope`, which browsers take only from this very host over HTTPS,
+/// so a sibling subdomain cannot plant one.
 pub const SCOPE_COOKIE: &str = "resumable_scope";
+
+/// The cookie's name under [`Settings::secure_cookie`](crate::Settings::secure_cookie).
+const SECURE_SCOPE_COOKIE: &str = "__Host-resumable_scope";
 
 /// How long a browser keeps its scope cookie (a year): longer than any upload waits.
 const COOKIE_MAX_AGE: u64 = 365 * 24 * 60 * 60;
@@ -48,6 +56,9 @@ pub(crate) struct BrowserId {
     pub id: String,
     /// Made for this request: the browser sent no valid cookie.
     pub fresh: bool,
+    /// Set when [`BrowserScope`](crate::BrowserScope) refused the request for want of
+    /// the cookie (a retry with it will do).
+    pub wanted: Arc<AtomicBool>,
 }
 
 /// Middleware: gives each browser a scope of its own. A request that carries a valid
@@ -66,7 +77,13 @@ pub async fn scope_cookie(
         return next.run(request).await;
     }
     let secret = &uploads.inner.secret;
-    let known = cookie(request.headers(), SCOPE_COOKIE)
+    let secure = uploads.settings().secure_cookie;
+    let name = if secure {
+        SECURE_SCOPE_COOKIE
+    } else {
+        SCOPE_COOKIE
+    };
+    let known = cookie(request.headers(), name)
         .and_then(|value| value.split_once('.'))
         .filter(|(id, tag)| {
             id.len() == 32
@@ -75,22 +92,23 @@ pub async fn scope_cookie(
         })
         .map(|(id, _)| id.to_owned());
     let browser = match known {
-        Some(id) => BrowserId { id, fresh: false },
+        Some(id) => BrowserId {
+            id,
+            fresh: false,
+            wanted: Arc::default(),
+        },
         None => BrowserId {
             id: hex::encode(rand::random::<[u8; 16]>()),
             fresh: true,
+            wanted: Arc::default(),
         },
     };
     request.extensions_mut().insert(browser.clone());
     let mut response = next.run(request).await;
     if browser.fresh {
-        let secure = if uploads.settings().secure_cookie {
-            "; Secure"
-        } else {
-            ""
-        };
+        let secure = if secure { "; Secure" } else { "" };
         let value = format!(
-            "{SCOPE_COOKIE}={}.{}; Path=/; Max-Age={COOKIE_MAX_AGE}; HttpOnly; SameSite=Lax{secure}",
+            "{name}={}.{}; Path=/; Max-Age={COOKIE_MAX_AGE}; HttpOnly; SameSite=Lax{secure}",
             browser.id,
             secret.browser_tag(&browser.id)
         );
@@ -101,17 +119,21 @@ pub async fn scope_cookie(
     response
 }
 
-/// The value of cookie `name` in the request's `Cookie` headers.
+/// The value of cookie `name` in the request's `Cookie` headers, if it is there once. Two
+/// of them mean somebody else set one (a sibling subdomain can, for a longer path, and
+/// browsers send it first): neither is trusted.
 fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
+    let mut found = headers
         .get_all(COOKIE)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(';'))
-        .find_map(|pair| {
+        .filter_map(|pair| {
             let (key, value) = pair.trim().split_once('=')?;
             (key == name).then_some(value.trim())
-        })
+        });
+    let first = found.next()?;
+    found.next().is_none().then_some(first)
 }
 
 /// Middleware: refuses (403) a state-changing request (any method but GET, HEAD and
@@ -254,5 +276,8 @@ mod tests {
         );
         assert_eq!(cookie(&headers, SCOPE_COOKIE), Some("x.y"));
         assert_eq!(cookie(&headers, "c"), None);
+        // A second one (planted for a longer path by a sibling subdomain): neither counts.
+        headers.append(COOKIE, HeaderValue::from_static("resumable_scope=p.q"));
+        assert_eq!(cookie(&headers, SCOPE_COOKIE), None);
     }
 }

@@ -153,7 +153,9 @@ async fn upload_chunk(State(uploads): State<Uploads>, request: Request) -> Respo
             let mut stream = Box::pin(body);
             let result = async {
                 let params = parse(&uploads, &[], &query)?;
-                uploads.receive_chunk(&scope?, &params, &mut stream).await
+                uploads
+                    .receive_paced(&scope?, &params, &mut stream, &cut)
+                    .await
             }
             .await;
             if result.is_err() {
@@ -161,22 +163,26 @@ async fn upload_chunk(State(uploads): State<Uploads>, request: Request) -> Respo
             }
             return result;
         }
-        let (chunk_started, started) = watch::channel(false);
-        let body = Body::from_stream(preamble_limited(body, started, idle));
+        let (phase, watched) = watch::channel(Phase::Preamble);
+        let refusal = BodyPace::refusal(idle);
+        let gate = Gate {
+            phase: watched,
+            cut: cut.clone(),
+            drain: (limit, refusal),
+        };
+        let body = Body::from_stream(preamble_limited(body, gate));
         let mut form = Multipart::from_request(Request::from_parts(parts, body), &())
             .await
             .map_err(|e| UploadError::BadRequest(e.body_text()))?;
         let result = match scope {
-            Ok(scope) => {
-                multipart_chunk(&uploads, &scope, &query, &mut form, &chunk_started, &cut).await
-            }
+            Ok(scope) => multipart_chunk(&uploads, &scope, &query, &mut form, &phase, &cut).await,
             Err(e) => Err(e),
         };
         if result.is_err() && !matches!(cut.get(), Some(BodyError::Refused(_))) {
-            // Lets the client read the refusal instead of a connection reset.
-            while let Ok(Some(field)) = form.next_field().await {
-                drain(field, limit, BodyPace::refusal(idle)).await;
-            }
+            // Lets the client read the refusal instead of a connection reset: the rest of
+            // the body is read and dropped as it comes, past the multipart reader.
+            phase.send_replace(Phase::Drain);
+            while let Ok(Some(_)) = form.next_field().await {}
         }
         result
     });
@@ -186,38 +192,69 @@ async fn upload_chunk(State(uploads): State<Uploads>, request: Request) -> Respo
     )
 }
 
-/// `body`, held back once [`MAX_PREAMBLE`] bytes went by and the chunk's part has not
-/// started (`started` turns true when it does): the multipart reader reads ahead all it
-/// can, so its buffer never holds more than that and one piece before the chunk. A
-/// reader that gets no further with what it has (a preamble that goes on and on) gets
-/// an error after `patience`.
+/// Where a multipart request is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// The form fields before the chunk.
+    Preamble,
+    /// The chunk's part has started.
+    Chunk,
+    /// The request was refused: the rest of its body is read and dropped.
+    Drain,
+}
+
+/// What [`preamble_limited`] watches and does.
+struct Gate {
+    phase: watch::Receiver<Phase>,
+    /// Where a refusal is noted.
+    cut: Cut,
+    /// How much of a refused body is read, and how fast it must come.
+    drain: (u64, BodyPace),
+}
+
+/// How long the multipart reader may be held back before the chunk's part starts. All it
+/// can do while held happens at once (it parses what it has read), so this is a margin.
+const PATIENCE: Duration = Duration::from_secs(2);
+
+/// `body`, held back once [`MAX_PREAMBLE`] bytes went by while the request is still in
+/// its preamble: the multipart reader reads ahead all it can, so its buffer never holds
+/// more than that and one piece before the chunk. A reader that gets no further with
+/// what it has (a preamble that goes on and on) gets an error after [`PATIENCE`]. Once
+/// the request is refused, the rest of the body is read and dropped here, not buffered.
 fn preamble_limited(
     body: impl Stream<Item = Result<bytes::Bytes, BodyError>> + Send + 'static,
-    started: watch::Receiver<bool>,
-    patience: Duration,
+    gate: Gate,
 ) -> impl Stream<Item = Result<bytes::Bytes, BodyError>> + Send + 'static {
     futures_util::stream::unfold(
-        (Box::pin(body), started, 0u64, false),
-        move |(mut body, mut started, seen, ended)| async move {
+        (Box::pin(body), gate, 0u64, false),
+        |(mut body, mut gate, seen, ended)| async move {
             if ended {
                 return None;
             }
-            if seen > MAX_PREAMBLE
-                && !*started.borrow()
-                && !matches!(
-                    tokio::time::timeout(patience, started.wait_for(|yes| *yes)).await,
-                    Ok(Ok(_))
-                )
-            {
-                let refused = BodyError::Refused(
-                    "the form fields before the chunk are too long (at most 64 KiB)",
-                );
-                return Some((Err(refused), (body, started, seen, true)));
+            if *gate.phase.borrow() == Phase::Drain {
+                let (limit, pace) = gate.drain;
+                drain(&mut body, limit.saturating_sub(seen), pace).await;
+                return None;
+            }
+            if seen > MAX_PREAMBLE && *gate.phase.borrow() == Phase::Preamble {
+                let moved = gate.phase.wait_for(|phase| *phase != Phase::Preamble);
+                if !matches!(tokio::time::timeout(PATIENCE, moved).await, Ok(Ok(_))) {
+                    let refused = BodyError::Refused(
+                        "the form fields before the chunk are too long (at most 64 KiB)",
+                    );
+                    let _ = gate.cut.set(refused.clone());
+                    return Some((Err(refused), (body, gate, seen, true)));
+                }
+                if *gate.phase.borrow() == Phase::Drain {
+                    let (limit, pace) = gate.drain;
+                    drain(&mut body, limit.saturating_sub(seen), pace).await;
+                    return None;
+                }
             }
             let item = body.next().await?;
             let seen = seen + item.as_ref().map_or(0, |piece| piece.len() as u64);
             let ended = item.is_err();
-            Some((item, (body, started, seen, ended)))
+            Some((item, (body, gate, seen, ended)))
         },
     )
     .fuse()
@@ -229,7 +266,7 @@ async fn multipart_chunk(
     scope: &Scope,
     query: &[(String, String)],
     form: &mut Multipart,
-    chunk_started: &watch::Sender<bool>,
+    phase: &watch::Sender<Phase>,
     cut: &Cut,
 ) -> Result<UploadStatus, UploadError> {
     let mut fields = Vec::new();
@@ -254,9 +291,9 @@ async fn multipart_chunk(
                         .into(),
                 ));
             }
-            chunk_started.send_replace(true);
+            phase.send_replace(Phase::Chunk);
             let params = parse(uploads, &fields, query)?;
-            return uploads.receive_chunk(scope, &params, field).await;
+            return uploads.receive_paced(scope, &params, field, cut).await;
         }
         if field.file_name().is_some() {
             return Err(UploadError::BadRequest(format!(

@@ -91,29 +91,53 @@ impl Media {
     /// assert!(Media::new("/srv/media", "/media/").with_private("..").is_private("docs/a.pdf"));
     /// ```
     pub fn with_private(mut self, dir: impl AsRef<Path>) -> Self {
-        let dir = dir.as_ref();
-        let mut inside = Vec::new();
-        let lexical = (absolute(&self.root), absolute(&self.root.join(dir)));
-        let canonical = (self.root.canonicalize(), self.root.join(dir).canonicalize());
-        for (root, dir) in [lexical, canonical] {
-            if let (Ok(root), Ok(dir)) = (root, dir) {
-                if root.starts_with(&dir) {
-                    inside.push(String::new());
-                } else if let Ok(rest) = dir.strip_prefix(&root) {
-                    let parts: Vec<_> = rest
-                        .components()
-                        .map(|c| c.as_os_str().to_string_lossy())
-                        .collect();
-                    inside.push(parts.join("/"));
-                }
-            }
-        }
-        for dir in inside {
+        for dir in self.inside(&self.root.join(dir)) {
             if !self.private.contains(&dir) {
                 self.private.push(dir);
             }
         }
         self
+    }
+
+    /// Whether `path` (a file system path in any form: relative to the working
+    /// directory, absolute, with `..`, through links) is the root or lies inside it, so
+    /// that a media URL could reach it. What an app checks its own files against (its
+    /// database, its secret) before it serves the root.
+    ///
+    /// ```
+    /// use sea_orm_resumable::Media;
+    /// let media = Media::new("/srv/app/media", "/media/");
+    /// assert!(media.holds("/srv/app/media/../media/db.sqlite".as_ref()));
+    /// assert!(!media.holds("/srv/app/data/secret".as_ref()));
+    /// assert!(Media::new("/srv", "/media/").holds("/srv/app/data/secret".as_ref()));
+    /// ```
+    pub fn holds(&self, path: &Path) -> bool {
+        !self.inside(path).is_empty()
+    }
+
+    /// Where `path` lies inside the root, relative to it with `/` (`""`: the root, or a
+    /// directory holding it), by name and with links followed; empty if it is outside.
+    fn inside(&self, path: &Path) -> Vec<String> {
+        let mut inside = Vec::new();
+        let forms = [
+            (absolute(&self.root), absolute(path)),
+            (resolved(&self.root), resolved(path)),
+        ];
+        for (root, path) in forms {
+            let (Ok(root), Ok(path)) = (root, path) else {
+                continue;
+            };
+            if root.starts_with(&path) {
+                inside.push(String::new());
+            } else if let Ok(rest) = path.strip_prefix(&root) {
+                let parts: Vec<_> = rest
+                    .components()
+                    .map(|c| c.as_os_str().to_string_lossy())
+                    .collect();
+                inside.push(parts.join("/"));
+            }
+        }
+        inside
     }
 
     /// The media root.
@@ -186,6 +210,25 @@ fn absolute(path: &Path) -> std::io::Result<PathBuf> {
         }
     }
     Ok(resolved)
+}
+
+/// [`absolute`], with links followed as far as the path exists (the rest appended).
+fn resolved(path: &Path) -> std::io::Result<PathBuf> {
+    let absolute = absolute(path)?;
+    let mut existing = absolute.as_path();
+    let mut rest = Vec::new();
+    loop {
+        if let Ok(real) = existing.canonicalize() {
+            return Ok(rest.iter().rev().fold(real, |path, part| path.join(part)));
+        }
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name);
+                existing = parent;
+            }
+            _ => return Ok(absolute),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -20,6 +20,9 @@ use std::{
 };
 use tokio::time::Instant;
 
+/// Longer than any wait the pace allows.
+const NEVER: Duration = Duration::from_secs(365 * 24 * 3600);
+
 /// How long a request body may take (see the module docs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct BodyPace {
@@ -48,18 +51,21 @@ impl BodyPace {
     /// When a body that started at `start` and has delivered `received` bytes has run
     /// out of time, and why, given that the last piece came at `last`.
     fn deadline(&self, start: Instant, last: Instant, received: u64) -> (Instant, BodyError) {
-        let mut due = (last + self.idle, BodyError::Idle(self.idle));
+        // A year stands for "never": whatever the settings say, no sum overflows.
+        let at = |from: Instant, wait: Duration| from + wait.min(NEVER);
+        let mut due = (at(last, self.idle), BodyError::Idle(self.idle));
         if self.min_rate > 0 {
-            let earned = Duration::from_secs_f64(received as f64 / self.min_rate as f64);
-            let at = start + self.grace.saturating_add(earned);
-            if at < due.0 {
-                due = (at, BodyError::TooSlow(self.min_rate));
+            let earned = Duration::try_from_secs_f64(received as f64 / self.min_rate as f64)
+                .unwrap_or(NEVER);
+            let by = at(start, self.grace.saturating_add(earned));
+            if by < due.0 {
+                due = (by, BodyError::TooSlow(self.min_rate));
             }
         }
         if let Some(total) = self.total
-            && start + total < due.0
+            && at(start, total) < due.0
         {
-            due = (start + total, BodyError::TooLong(total));
+            due = (at(start, total), BodyError::TooLong(total));
         }
         due
     }
@@ -237,6 +243,18 @@ mod tests {
         .await;
         assert_eq!(cut, Some(BodyError::TooLong(Duration::from_secs(5))));
         assert_eq!(took, Duration::from_secs(5));
+    }
+
+    #[tokio::test]
+    async fn settings_of_any_size_never_overflow_a_deadline() {
+        let huge = BodyPace {
+            idle: Duration::MAX,
+            grace: Duration::MAX,
+            min_rate: 1,
+            total: Some(Duration::MAX),
+        };
+        let body = stream::iter([Ok(Bytes::from("ab"))]);
+        assert_eq!(outcome(body, huge).await.0, 2);
     }
 
     #[tokio::test]

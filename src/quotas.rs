@@ -4,7 +4,10 @@
 //! whether or not it is complete, so neither endless unfinished uploads nor a flood of
 //! tiny complete ones fill the disk faster than expiry empties it; the address bound
 //! holds a client that drops its cookies (a new browser scope each time) to the same
-//! limit.
+//! limit. On local files the counts are kept here (counted again from disk at start); on
+//! object storage the chunk ledger holds them for every server
+//! ([`ChunkLedger::held`](crate::ledger::ChunkLedger::held)), and [`Quotas::check`]
+//! judges them.
 
 use std::{collections::HashMap, sync::Mutex};
 
@@ -23,9 +26,18 @@ pub(crate) struct Held {
 
 /// Uploads and bytes held.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-struct Usage {
+pub(crate) struct Usage {
     uploads: u64,
     bytes: u64,
+}
+
+impl From<crate::ledger::Held> for Usage {
+    fn from(held: crate::ledger::Held) -> Self {
+        Self {
+            uploads: held.uploads,
+            bytes: held.bytes,
+        }
+    }
 }
 
 impl Usage {
@@ -103,8 +115,28 @@ impl Quotas {
         if state.held.contains_key(&slot) {
             return Ok(());
         }
-        let bytes = held.bytes;
         let scope = state.scopes.get(&held.scope).copied().unwrap_or_default();
+        let client = held
+            .client
+            .as_ref()
+            .map(|client| state.clients.get(client).copied().unwrap_or_default());
+        self.check(
+            [scope, client.unwrap_or_default(), state.total],
+            held.client.is_some(),
+            held.bytes,
+        )?;
+        state.add(slot, held);
+        Ok(())
+    }
+
+    /// Whether one more upload of `bytes` fits beside what its scope, its client (when
+    /// `by_client`) and everybody hold; if not, a sentence saying which limit it breaks.
+    pub fn check(
+        &self,
+        [scope, client, total]: [Usage; 3],
+        by_client: bool,
+        bytes: u64,
+    ) -> Result<(), String> {
         if let Some(limit) = scope.exceeds(&self.scope, bytes) {
             return Err(match limit {
                 Limit::Uploads(n) => format!(
@@ -117,22 +149,19 @@ impl Quotas {
                 ),
             });
         }
-        if let Some(client) = &held.client {
-            let usage = state.clients.get(client).copied().unwrap_or_default();
-            if let Some(limit) = usage.exceeds(&self.client, bytes) {
-                return Err(match limit {
-                    Limit::Uploads(n) => format!(
-                        "too many uploads not yet saved from your network address (at most \
-                         {n}): save some first, or wait until they expire"
-                    ),
-                    Limit::Bytes(n) => format!(
-                        "uploads not yet saved from your network address would exceed {n} \
-                         bytes: save some first, or wait until they expire"
-                    ),
-                });
-            }
+        if by_client && let Some(limit) = client.exceeds(&self.client, bytes) {
+            return Err(match limit {
+                Limit::Uploads(n) => format!(
+                    "too many uploads not yet saved from your network address (at most \
+                     {n}): save some first, or wait until they expire"
+                ),
+                Limit::Bytes(n) => format!(
+                    "uploads not yet saved from your network address would exceed {n} \
+                     bytes: save some first, or wait until they expire"
+                ),
+            });
         }
-        if let Some(limit) = state.total.exceeds(&self.total, bytes) {
+        if let Some(limit) = total.exceeds(&self.total, bytes) {
             return Err(match limit {
                 Limit::Uploads(n) => format!(
                     "the server holds too many uploads not yet saved (at most {n}): try \
@@ -143,7 +172,6 @@ impl Quotas {
                 ),
             });
         }
-        state.add(slot, held);
         Ok(())
     }
 

@@ -11,6 +11,7 @@ use std::{
     fmt,
     hash::{Hash, Hasher},
     net::IpAddr,
+    sync::atomic::Ordering,
 };
 
 use crate::browser::BrowserId;
@@ -142,7 +143,10 @@ where
 /// A request whose cookie is new (the browser had none, or a forged one) may only ask
 /// (GET): an upload it sent could never be found again under the same scope, so it is
 /// answered 503 with the cookie, and the retry carries it. Pages that show the widget
-/// set the cookie before any upload when they too are under `scope_cookie`.
+/// set the cookie before any upload when they too are under `scope_cookie`. The cookie is
+/// `SameSite=Lax`: a page on another site (see
+/// [`Settings::trusted_origins`](crate::Settings::trusted_origins)) never sends it, so
+/// an endpoint serving other sites needs a scope of its own (a login, a token).
 ///
 /// ```
 /// use axum::http::{Method, Request};
@@ -157,7 +161,11 @@ impl ScopeResolver for BrowserScope {
     fn resolve(&self, parts: &Parts) -> Option<Scope> {
         let browser = parts.extensions.get::<BrowserId>()?;
         let asks = matches!(parts.method, Method::GET | Method::HEAD);
-        (!browser.fresh || asks).then(|| Scope::new(format!("browser:{}", browser.id)))
+        if browser.fresh && !asks {
+            browser.wanted.store(true, Ordering::Relaxed);
+            return None;
+        }
+        Some(Scope::new(format!("browser:{}", browser.id)))
     }
 }
 

@@ -72,7 +72,9 @@ pub struct Settings {
     /// Most bytes (announced sizes) of uploads not yet saved from one client address
     /// (default 4 TiB).
     pub max_client_bytes: u64,
-    /// Most uploads not yet saved, all clients together (default 10,000).
+    /// Most uploads not yet saved, all clients together (default 100,000: high enough
+    /// that a few addresses flooding zero-byte uploads cannot lock everybody out for
+    /// `complete_expiry`, low enough to bound the disk's file count).
     pub max_total_uploads: u64,
     /// Most bytes of uploads not yet saved, all clients together (default: no limit but
     /// the disk: on local files a new upload larger than the free space is refused at
@@ -129,7 +131,7 @@ impl Settings {
             max_scope_bytes: 1 << 40,
             max_client_uploads: 1000,
             max_client_bytes: 4 << 40,
-            max_total_uploads: 10_000,
+            max_total_uploads: 100_000,
             max_total_bytes: u64::MAX,
             trusted_origins: Vec::new(),
             secure_cookie: false,

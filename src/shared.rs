@@ -14,7 +14,7 @@ use crate::{
     layout::{ChunkPlace, Layout, Mode},
     ledger::UploadState,
     object_chunks::{ChunkOutcome, ObjectChunks, ObjectChunksError},
-    pace::{drain, paced},
+    pace::{Cut, drain},
     storage::object::ObjectFiles,
     uploads::{FieldRules, SNIFF_BYTES},
 };
@@ -32,8 +32,8 @@ impl UploadsBuilder {
     /// server built with the same store and database serves the same uploads, so a load
     /// balancer may send each chunk anywhere. Saved files go to `files` at the key their
     /// column holds (keys under the chunks' prefix are refused). The media root is then
-    /// not used for uploads, nor are the fields' `CHUNKS_UPLOAD_TO` (one prefix for all),
-    /// nor `max_open_uploads` (counted per process, it cannot be enforced across servers).
+    /// not used for uploads, nor are the fields' `CHUNKS_UPLOAD_TO` (one prefix for all).
+    /// The upload quotas count what the ledger holds, for every server together.
     ///
     /// ```
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -217,14 +217,27 @@ impl Uploads {
         (rules, place): (FieldRules, ChunkPlace),
         params: &ChunkParams,
         meta: UploadMeta,
-        body: S,
+        (body, cut): (S, &Cut),
     ) -> Result<UploadStatus, UploadError>
     where
         S: Stream<Item = Result<Bytes, E>> + Send,
-        E: std::fmt::Display,
+        E: std::fmt::Display + Send,
     {
         let key = UploadKey::derive(scope, &params.identifier);
         let earlier = Self::shared_meta(shared, &key, params).await?;
+        if earlier.is_none() {
+            // A new upload: within the quotas, as every server counts them in the ledger
+            // (two servers starting uploads at once may both pass the last place).
+            let held = shared
+                .chunks
+                .ledger()
+                .held(&meta.scope, meta.client.as_deref())
+                .await
+                .map_err(ledger_error)?;
+            self.quotas()
+                .check(held.map(Into::into), meta.client.is_some(), meta.total_size)
+                .map_err(UploadError::BadRequest)?;
+        }
         if let Some(known) = &earlier
             && shared
                 .chunks
@@ -238,7 +251,6 @@ impl Uploads {
             self.completed(shared, scope, &key, known, outcome);
             return self.shared_status(shared, scope, &key, known).await;
         }
-        let (body, cut) = paced(body, self.pace());
         let outcome = if place.offset == 0 && !rules.content_types.is_empty() {
             // The file's first bytes are checked before anything is stored.
             let (head, body) = peek(body, SNIFF_BYTES.min(place.len as usize)).await;

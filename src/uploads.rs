@@ -15,7 +15,7 @@ use crate::{
     field::{FileFieldOptions, PendingUpload},
     layout::Layout,
     media::check_relative,
-    pace::{BodyPace, drain, paced},
+    pace::{BodyPace, Cut, drain, paced},
     quotas::{Held, Quotas},
     scope::BrowserScope,
     store::{Mark, UploadMeta, WriteError, fs::FsStore},
@@ -79,6 +79,9 @@ pub(crate) struct Inner {
     fields: HashMap<String, FieldRules>,
     /// Uploads not yet saved, per scope, client address and in all.
     quotas: Quotas,
+    /// The media root with every chunk directory private (resolved once: it looks at
+    /// the file system).
+    media: Media,
     /// Chunks and files on object storage, shared by several servers.
     #[cfg(feature = "object-store")]
     pub(crate) shared: Option<crate::shared::SharedStorage>,
@@ -306,6 +309,9 @@ impl UploadsBuilder {
             }
         }
         let quotas = Quotas::new(&self.settings);
+        let media = field_registries
+            .keys()
+            .fold(self.settings.media(), |media, dir| media.with_private(dir));
         let uploads = Uploads {
             inner: Arc::new(Inner {
                 quotas,
@@ -315,6 +321,7 @@ impl UploadsBuilder {
                 client_address: self.client_address,
                 on_complete: self.on_complete,
                 registry: Registry::new(store),
+                media,
                 field_registries,
                 fields: self.fields,
                 #[cfg(feature = "object-store")]
@@ -351,8 +358,11 @@ impl Uploads {
     /// (a browser's retry carries the cookie this answer sets).
     pub fn scope_of(&self, parts: &Parts) -> Result<Scope, UploadError> {
         let Some(scope) = self.inner.scope.resolve(parts) else {
-            let fresh = parts.extensions.get::<BrowserId>().is_some_and(|b| b.fresh);
-            return Err(if fresh {
+            let wanted = parts
+                .extensions
+                .get::<BrowserId>()
+                .is_some_and(|b| b.wanted.load(std::sync::atomic::Ordering::Relaxed));
+            return Err(if wanted {
                 UploadError::Retry(
                     "no upload scope yet: send this answer's cookie back (cookies must be on)"
                         .into(),
@@ -390,12 +400,7 @@ impl Uploads {
 
     /// The media root and URL, with every chunk directory marked private.
     pub fn media(&self) -> Media {
-        self.inner
-            .field_registries
-            .keys()
-            .fold(self.inner.settings.media(), |media, dir| {
-                media.with_private(dir)
-            })
+        self.inner.media.clone()
     }
 
     /// Every chunk directory's uploads, with the directory (`None`: the default one).
@@ -423,6 +428,12 @@ impl Uploads {
             }
         }
         Ok(())
+    }
+
+    /// The upload quotas.
+    #[cfg(feature = "object-store")]
+    pub(crate) fn quotas(&self) -> &Quotas {
+        &self.inner.quotas
     }
 
     /// What an upload holds against the quotas.
@@ -629,6 +640,8 @@ impl Uploads {
 
     /// Stores one chunk read from `body`, which must hold exactly the announced number of
     /// bytes. A chunk stored before is not written again; its body is read and dropped.
+    /// The body keeps to the settings' pace (`body_idle_timeout`, `min_body_rate`), or is
+    /// cut off with [`UploadError::Retry`].
     pub async fn receive_chunk<S, E>(
         &self,
         scope: &Scope,
@@ -638,6 +651,23 @@ impl Uploads {
     where
         S: Stream<Item = Result<Bytes, E>> + Send,
         E: std::fmt::Display,
+    {
+        let (body, cut) = paced(body, self.pace());
+        self.receive_paced(scope, params, body, &cut).await
+    }
+
+    /// [`receive_chunk`](Self::receive_chunk) of a body paced already (the endpoint paces
+    /// a request from its first byte); `cut` says whether the pace ended it.
+    pub(crate) async fn receive_paced<S, E>(
+        &self,
+        scope: &Scope,
+        params: &ChunkParams,
+        body: S,
+        cut: &Cut,
+    ) -> Result<UploadStatus, UploadError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Send,
+        E: std::fmt::Display + Send,
     {
         let layout = self.layout(params)?;
         let place = layout
@@ -664,7 +694,7 @@ impl Uploads {
         #[cfg(feature = "object-store")]
         if let Some(shared) = self.shared() {
             return self
-                .receive_chunk_shared(shared, scope, (rules, place), params, meta, body)
+                .receive_chunk_shared(shared, scope, (rules, place), params, meta, (body, cut))
                 .await;
         }
         if registry.find(key).await?.is_none() {
@@ -672,7 +702,11 @@ impl Uploads {
                 .quotas
                 .try_hold((dir, key), Self::held(&meta))
                 .map_err(UploadError::BadRequest)?;
-            if let Some(free) = registry.store.free_space()?
+            let free = registry
+                .store
+                .free_space()
+                .inspect_err(|_| self.close_open(dir, key))?;
+            if let Some(free) = free
                 && free < meta.total_size
             {
                 self.close_open(dir, key);
@@ -701,7 +735,6 @@ impl Uploads {
             // A duplicate gets the same time as a chunk that is written.
             Claim::Stored => drain(body, place.len, self.pace()).await,
             Claim::Write(claim) => {
-                let (body, cut) = paced(body, self.pace());
                 registry
                     .store
                     .write_chunk(&key, place.offset, place.len, body)

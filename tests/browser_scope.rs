@@ -50,6 +50,28 @@ async fn a_chunk_without_the_cookie_stores_nothing_and_gets_the_cookie_to_retry_
 }
 
 #[tokio::test]
+async fn a_large_chunk_without_the_cookie_is_answered_at_once_not_after_a_timeout() {
+    // The refusal comes before the chunk's part: the rest of the body (4 MiB here) is
+    // read and dropped as it comes, not held behind the preamble limit.
+    let media = tempfile::tempdir().unwrap();
+    let url = endpoint(media.path()).await;
+    let mut upload = FileUpload::new(&url, random_bytes(8 << 20, 3), 4 << 20);
+    upload.http = browser();
+    for body in [Body::Multipart, Body::Octet] {
+        upload.body = body;
+        let started = std::time::Instant::now();
+        let refused = upload.send(1).await;
+        assert_eq!(refused.status(), 503);
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(1),
+            "{body:?}: {:?}",
+            started.elapsed()
+        );
+        upload.http = browser(); // no cookie again
+    }
+}
+
+#[tokio::test]
 async fn two_browsers_never_see_each_others_upload_of_the_same_identifier() {
     let media = tempfile::tempdir().unwrap();
     let url = endpoint(media.path()).await;
@@ -122,4 +144,27 @@ async fn the_same_cookie_is_the_same_browser_for_every_server_with_the_secret() 
         .await
         .unwrap();
     assert!(refused.headers().contains_key("set-cookie"), "a new cookie");
+}
+
+#[tokio::test]
+async fn a_login_resolver_refusing_a_request_answers_400_not_a_retry() {
+    // Only the browser scope asks for its cookie; an app's own refusal is final.
+    let media = tempfile::tempdir().unwrap();
+    let uploads = Uploads::builder(settings(media.path()), secret())
+        .scope(|_: &axum::http::request::Parts| None)
+        .build()
+        .await
+        .unwrap();
+    let app = axum::Router::new().nest_service("/resumable_upload", router(uploads));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let upload = FileUpload::new(
+        &format!("http://{addr}/resumable_upload/"),
+        b"x".to_vec(),
+        10,
+    );
+    let refused = upload.send(1).await;
+    assert_eq!(refused.status(), 400);
+    assert!(refused.text().await.unwrap().contains("no upload scope"));
 }

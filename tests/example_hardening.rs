@@ -77,7 +77,8 @@ fn multipart_head(path: &str, host: &str, extra_headers: &str) -> Vec<u8> {
 }
 
 #[tokio::test]
-async fn twenty_slow_or_stalled_connections_of_each_kind_are_cut_off_and_login_still_answers() {
+async fn twenty_slow_or_stalled_connections_of_each_of_nine_kinds_are_cut_off_and_login_still_answers()
+ {
     let root = tempfile::tempdir().unwrap();
     let mut flags = vec!["--require-login", "--user", "alice:secret1"];
     flags.extend(QUICK);
@@ -101,6 +102,8 @@ async fn twenty_slow_or_stalled_connections_of_each_kind_are_cut_off_and_login_s
             "half the headers",
             format!("GET /login HTTP/1.1\r\nHost: {addr}\r\n").into_bytes(),
         ),
+        // The first byte of an HTTP/2 preface: a server telling versions apart would wait.
+        ("one byte, P", b"P".to_vec()),
         (
             "multipart to the endpoint, not logged in, stalled before the chunk",
             multipart_head("/resumable_upload/", &addr, ""),
@@ -164,10 +167,11 @@ async fn twenty_slow_or_stalled_connections_of_each_kind_are_cut_off_and_login_s
         kinds.push((kind, streams));
     }
 
-    // All 160 open: the server stays small and answers a visitor at once.
+    // All 180 open: the server stays small and answers a visitor at once.
     tokio::time::sleep(Duration::from_millis(800)).await;
     let rss = server.memory_mib("VmRSS");
-    assert!(rss < 64.0, "{rss:.1} MiB with 160 slow connections open");
+    eprintln!("RSS with 180 slow connections open: {rss:.1} MiB");
+    assert!(rss < 64.0, "{rss:.1} MiB with 180 slow connections open");
     let started = Instant::now();
     let login = tokio::time::timeout(Duration::from_secs(2), Site::new(&url).get("/login"))
         .await
@@ -187,6 +191,7 @@ async fn twenty_slow_or_stalled_connections_of_each_kind_are_cut_off_and_login_s
         }
     }
     let rss = server.memory_mib("VmRSS");
+    eprintln!("RSS once they were cut off: {rss:.1} MiB");
     assert!(rss < 64.0, "{rss:.1} MiB after");
     let login = Site::new(&url).get("/login").await;
     assert_eq!(login.status(), 200);
@@ -245,16 +250,16 @@ async fn a_multipart_body_of_endless_form_fields_is_refused_and_the_server_stays
     }
     for sender in senders {
         let (sent, answer) = sender.await.unwrap();
+        // Refused at the first field past 16 KiB of text; the rest is read and dropped
+        // (never held) so that the client sees the answer.
         assert!(
-            sent < 20 << 20,
-            "the server stopped reading early: {sent} bytes went in"
+            answer.starts_with("HTTP/1.1 400"),
+            "after {sent} bytes: {answer}"
         );
-        if !answer.is_empty() {
-            assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
-            assert!(answer.contains("too long"), "{answer}");
-        }
+        assert!(answer.contains("too long"), "{answer}");
     }
     let peak = server.memory_mib("VmHWM");
+    eprintln!("peak RSS of the example under three ~120 MB field floods: {peak:.1} MiB");
     assert!(peak < 64.0, "peak {peak:.1} MiB");
 }
 

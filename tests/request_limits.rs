@@ -190,3 +190,48 @@ async fn a_form_field_trickled_a_byte_at_a_time_is_cut_off_after_the_grace() {
         "{answer}"
     );
 }
+
+#[tokio::test]
+async fn a_chunk_that_stalls_through_the_endpoint_gets_503_so_the_client_retries() {
+    let media = tempfile::tempdir().unwrap();
+    let settings = Settings {
+        body_idle_timeout: Duration::from_secs(1),
+        ..settings(media.path())
+    };
+    let server = TestServer::start_with(settings).await;
+    for multipart in [false, true] {
+        let upload = FileUpload::new(&server.url, random_bytes(100_000, 1), 100_000);
+        let query: String = upload
+            .params(1)
+            .iter()
+            .map(|(k, v)| format!("{k}={}&", v.replace(' ', "%20")))
+            .collect();
+        let (content_type, head) = if multipart {
+            (
+                "multipart/form-data; boundary=XyZ",
+                "--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"b\"\r\n\r\n",
+            )
+        } else {
+            ("application/octet-stream", "")
+        };
+        let request = format!(
+            "POST /resumable_upload/?{query} HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\n\
+             Content-Length: {}\r\n\r\n{head}",
+            100_000 + head.len() + 10
+        );
+        let mut stream = TcpStream::connect(server.addr).await.unwrap();
+        stream.write_all(request.as_bytes()).await.unwrap();
+        stream.write_all(&upload.data[..50_000]).await.unwrap();
+        let mut answer = Vec::new();
+        let read =
+            tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
+        assert!(read.is_ok(), "multipart={multipart}: still open");
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(
+            answer.starts_with("HTTP/1.1 503"),
+            "multipart={multipart}: {answer}"
+        );
+        assert!(answer.contains("stalled"), "{answer}");
+        assert_eq!(upload.test(1).await.0, 204, "nothing recorded");
+    }
+}

@@ -99,6 +99,14 @@ const CHUNK_PREFIX: &str = "resumable";
 impl Fixture {
     /// `None` (the test says SKIPPED) when the backend's services are not configured.
     async fn new(kind: Kind) -> Option<Self> {
+        Self::new_with(kind, |_| {}).await
+    }
+
+    /// [`new`](Self::new), with settings changed by `configure`.
+    async fn new_with(
+        kind: Kind,
+        configure: impl FnOnce(&mut sea_orm_resumable::Settings),
+    ) -> Option<Self> {
         let dir = tempfile::tempdir().unwrap();
         let backend = match kind {
             Kind::S3 => db::Backend::Postgres,
@@ -112,10 +120,11 @@ impl Fixture {
             .unwrap();
         let completions = Arc::new(AtomicUsize::new(0));
         let counter = completions.clone();
-        let settings = sea_orm_resumable::Settings {
+        let mut settings = sea_orm_resumable::Settings {
             body_idle_timeout: Duration::from_millis(300),
             ..settings(&dir.path().join("media"))
         };
+        configure(&mut settings);
         let mut builder = Uploads::builder(settings, secret())
             .field::<CoverFile>("cover")
             .field::<SmallPdf>("pdf")
@@ -300,7 +309,51 @@ on_every_storage!(
     a_stalled_chunk_body_is_cut_off_and_the_chunk_can_be_sent_again,
     the_form_checks_content_types_from_the_stored_bytes,
     a_reservation_left_by_an_earlier_upload_of_the_same_file_does_not_block_or_remove_the_new_one,
+    uploads_count_against_the_quotas_until_a_row_saves_them,
 );
+
+/// Complete uploads not yet saved count, on every backend (on object storage the ledger
+/// holds the counts for every server); a save gives the place back.
+async fn uploads_count_against_the_quotas_until_a_row_saves_them(kind: Kind) {
+    let Some(f) = Fixture::new_with(kind, |settings| {
+        settings.max_open_uploads = 3;
+        settings.max_client_uploads = 4;
+    })
+    .await
+    else {
+        return;
+    };
+    let send = |scope: Scope, identifier: String| {
+        let uploads = f.uploads.clone();
+        async move {
+            let params = params(&identifier, 1, 1, 1, None);
+            uploads.receive_chunk(&scope, &params, body(vec![7])).await
+        }
+    };
+    let from = |name: &str| Scope::new(name).with_client("192.0.2.9".parse().unwrap());
+    let mut tokens = Vec::new();
+    for n in 0..3 {
+        let status = send(from("alice"), format!("tiny{n}")).await.unwrap();
+        assert!(status.complete, "complete on its first request");
+        tokens.push(status.token);
+    }
+    let refused = send(from("alice"), "tiny3".into()).await.unwrap_err();
+    assert_eq!(refused.status(), 400);
+    assert!(
+        refused.to_string().contains("at most 3 per user"),
+        "{refused}"
+    );
+    // Another user from the same address: one more place there, then the address is full.
+    send(from("bob"), "b0".into()).await.unwrap();
+    let refused = send(from("carol"), "c0".into()).await.unwrap_err();
+    assert!(
+        refused.to_string().contains("network address (at most 4)"),
+        "{refused}"
+    );
+    // A row saves one of alice's: its place is free again.
+    f.insert_document("saved", &tokens[0]).await;
+    send(from("alice"), "tiny3".into()).await.unwrap();
+}
 
 /// Chunk `number` of a `total`-byte file in 1000-byte chunks (the last holds the rest).
 fn params(

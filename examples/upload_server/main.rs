@@ -240,15 +240,11 @@ fn sqlite_file(url: &str) -> Option<PathBuf> {
 }
 
 /// Refuses a media root that holds any of the app's own state (by path, after following
-/// links and resolving `.` and `..`, for what exists).
+/// links and resolving `.` and `..`).
 fn check_media_root(media_root: &Path, own_state: &[(&str, PathBuf)]) -> Result<(), String> {
-    std::fs::create_dir_all(media_root)
-        .map_err(|e| format!("cannot create the media root {}: {e}", media_root.display()))?;
-    let root = media_root
-        .canonicalize()
-        .map_err(|e| format!("cannot open the media root {}: {e}", media_root.display()))?;
+    let media = sea_orm_resumable::Media::new(media_root, "/media/");
     for (what, path) in own_state {
-        if resolved(path).starts_with(&root) {
+        if media.holds(path) {
             return Err(format!(
                 "the media root {} holds the app's {what} ({}): every file under the media \
                  root may be served at /media/, so give the media root a directory of its \
@@ -259,38 +255,6 @@ fn check_media_root(media_root: &Path, own_state: &[(&str, PathBuf)]) -> Result<
         }
     }
     Ok(())
-}
-
-/// `path` with `.` and `..` resolved, links followed as far as it exists, and the rest
-/// appended.
-fn resolved(path: &Path) -> PathBuf {
-    let mut absolute = PathBuf::new();
-    for part in std::path::absolute(path)
-        .unwrap_or_else(|_| path.to_owned())
-        .components()
-    {
-        match part {
-            std::path::Component::ParentDir => {
-                absolute.pop();
-            }
-            std::path::Component::CurDir => {}
-            part => absolute.push(part),
-        }
-    }
-    let mut existing = absolute.as_path();
-    let mut rest = Vec::new();
-    loop {
-        if let Ok(real) = existing.canonicalize() {
-            return rest.iter().rev().fold(real, |path, part| path.join(part));
-        }
-        match (existing.parent(), existing.file_name()) {
-            (Some(parent), Some(name)) => {
-                rest.push(name.to_owned());
-                existing = parent;
-            }
-            _ => return absolute,
-        }
-    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

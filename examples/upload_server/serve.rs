@@ -1,14 +1,16 @@
 //! Serving the app with every connection bounded in time: hyper's header read timeout
-//! (request headers, and a kept-alive connection waiting for its next request), and the
-//! peer address in `ConnectInfo` for the per-address upload limits. axum's `serve` sets
-//! no timer, so a client sending half its headers would hold a connection for ever; this
-//! is the same loop with hyper-util's builder configured.
+//! (request headers, a connection that sends nothing, and a kept-alive connection waiting
+//! for its next request), and the peer address in `ConnectInfo` for the per-address
+//! upload limits. axum's `serve` sets no timer, so a client sending half its headers
+//! would hold a connection for ever; this is the same loop with hyper's builder
+//! configured. HTTP/1 only: browsers speak HTTP/2 only over TLS, which a proxy in front
+//! terminates, and cleartext HTTP/2 would bring connections with no header deadline.
 
 use axum::{Router, body::Body, extract::ConnectInfo, http::Request};
-use hyper::body::Incoming;
+use hyper::{body::Incoming, server::conn::http1};
 use hyper_util::{
-    rt::{TokioExecutor, TokioIo, TokioTimer},
-    server::{conn::auto::Builder, graceful::GracefulShutdown},
+    rt::{TokioIo, TokioTimer},
+    server::graceful::GracefulShutdown,
     service::TowerToHyperService,
 };
 use std::{future::Future, net::SocketAddr, time::Duration};
@@ -26,16 +28,10 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
     drain: Duration,
 ) {
-    let mut builder = Builder::new(TokioExecutor::new());
+    let mut builder = http1::Builder::new();
     builder
-        .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .keep_alive_interval(header_timeout)
-        .keep_alive_timeout(header_timeout);
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -58,19 +54,10 @@ pub async fn serve(
                 .insert(ConnectInfo::<SocketAddr>(peer));
             request
         });
-        let (builder, watcher) = (builder.clone(), graceful.watcher());
+        let connection = graceful
+            .watch(builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app)));
         tokio::spawn(async move {
-            // hyper-util's builder reads the first bytes to tell HTTP/1 from HTTP/2 before
-            // hyper's timer runs: a client that connects and sends nothing waits here.
-            let mut first = [0u8; 1];
-            match tokio::time::timeout(header_timeout, stream.peek(&mut first)).await {
-                Ok(Ok(1..)) => {}
-                _ => return,
-            }
-            let connection = builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(app))
-                .into_owned();
-            if let Err(e) = watcher.watch(connection).await {
+            if let Err(e) = connection.await {
                 tracing::debug!(error = %e, %peer, "connection ended");
             }
         });

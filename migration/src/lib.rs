@@ -12,6 +12,7 @@ mod m20261125_000001_create_document;
 mod m20261126_000001_add_document_owner;
 mod m20261126_000002_create_chunk_ledger;
 mod m20261127_000001_create_save_reservations;
+mod m20261206_000001_add_ledger_quota_columns;
 
 /// Every migration of the example app, in order.
 pub struct Migrator;
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000001_add_document_owner::Migration),
             Box::new(m20261126_000002_create_chunk_ledger::Migration),
             Box::new(m20261127_000001_create_save_reservations::Migration),
+            Box::new(m20261206_000001_add_ledger_quota_columns::Migration),
         ]
     }
 }

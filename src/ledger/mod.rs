@@ -7,7 +7,8 @@
 //! * `resumable_upload` — one row per upload: its key, its [`UploadMeta`] as JSON (the
 //!   first server to see the upload writes it; the others read it), its size, and its
 //!   state: `open`, `assembling` (one server won the right to assemble it, at
-//!   `claimed_at`) or `complete`.
+//!   `claimed_at`) or `complete`; and its owner's scope and client address, which the
+//!   upload quotas count ([`ChunkLedger::held`]).
 //! * `resumable_chunk` — one row per chunk that is in: upload key, chunk number, size
 //!   and, for stores that need it, a part id (an S3 ETag). The primary key (key, number)
 //!   makes a duplicate or retried chunk a no-op.
@@ -62,7 +63,8 @@
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DbErr, DeriveIden,
     sea_query::{
-        ColumnDef, Expr, ExprTrait, Index, OnConflict, Query, Table, TableCreateStatement,
+        Alias, ColumnDef, Expr, ExprTrait, Func, Index, OnConflict, Query, SimpleExpr, Table,
+        TableAlterStatement, TableCreateStatement,
     },
 };
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -88,6 +90,8 @@ enum ResumableUpload {
     ClaimedAt,
     CreatedAt,
     MultipartId,
+    Scope,
+    Client,
 }
 
 /// The chunk table.
@@ -105,9 +109,10 @@ const OPEN: &str = "open";
 const ASSEMBLING: &str = "assembling";
 const COMPLETE: &str = "complete";
 
-/// The `CREATE TABLE` statements of every ledger table, for an app's own migration
-/// (`manager.create_table(statement)` for each): [`create_upload_tables`] and
-/// [`create_save_table`]. The crate's `migration/` makes them in two steps.
+/// The `CREATE TABLE` statements of every ledger table as they are now, for an app's own
+/// migration (`manager.create_table(statement)` for each): [`create_upload_tables`] with
+/// the columns of [`add_quota_columns`], and [`create_save_table`]. The crate's
+/// `migration/` makes them in three steps.
 ///
 /// ```
 /// use sea_orm::sea_query::SqliteQueryBuilder;
@@ -120,12 +125,57 @@ const COMPLETE: &str = "complete";
 /// assert!(sql[2].starts_with(r#"CREATE TABLE IF NOT EXISTS "resumable_save""#));
 /// ```
 pub fn create_tables() -> [TableCreateStatement; 3] {
-    let [uploads, chunks] = create_upload_tables();
+    let [mut uploads, chunks] = create_upload_tables();
+    for column in quota_columns() {
+        uploads.col(column);
+    }
     [uploads, chunks, create_save_table()]
 }
 
+/// The columns the upload quotas count by: the owner's scope and client address.
+fn quota_columns() -> [ColumnDef; 2] {
+    [
+        ColumnDef::new(ResumableUpload::Scope)
+            .text()
+            .null()
+            .to_owned(),
+        ColumnDef::new(ResumableUpload::Client)
+            .string_len(64)
+            .null()
+            .to_owned(),
+    ]
+}
+
+/// The `ALTER TABLE` statements that add the quota columns (scope, client address) to a
+/// `resumable_upload` table made by [`create_upload_tables`] (one column a statement, as
+/// SQLite wants): for an app whose migration made the tables before they existed.
+///
+/// ```
+/// use sea_orm::sea_query::SqliteQueryBuilder;
+/// let sql = sea_orm_resumable::ledger::add_quota_columns()[0].to_string(SqliteQueryBuilder);
+/// assert_eq!(sql, r#"ALTER TABLE "resumable_upload" ADD COLUMN "scope" text NULL"#);
+/// ```
+pub fn add_quota_columns() -> [TableAlterStatement; 2] {
+    quota_columns().map(|column| {
+        Table::alter()
+            .table(ResumableUpload::Table)
+            .add_column(column)
+            .to_owned()
+    })
+}
+
+/// Uploads the ledger holds, and their announced bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Held {
+    /// How many uploads.
+    pub uploads: u64,
+    /// Their total size, in bytes.
+    pub bytes: u64,
+}
+
 /// The `CREATE TABLE` statements of the uploads and their chunks (`resumable_upload`,
-/// `resumable_chunk`).
+/// `resumable_chunk`) as first released, without the quota columns
+/// ([`add_quota_columns`]).
 ///
 /// ```
 /// assert_eq!(sea_orm_resumable::ledger::create_upload_tables().len(), 2);
@@ -301,6 +351,8 @@ impl ChunkLedger {
                 ResumableUpload::TotalSize,
                 ResumableUpload::State,
                 ResumableUpload::CreatedAt,
+                ResumableUpload::Scope,
+                ResumableUpload::Client,
             ])
             .values_panic([
                 key_text(key).into(),
@@ -308,6 +360,8 @@ impl ChunkLedger {
                 as_i64(meta.total_size)?.into(),
                 OPEN.into(),
                 now_millis().into(),
+                meta.scope.clone().into(),
+                meta.client.clone().into(),
             ])
             .on_conflict(
                 OnConflict::column(ResumableUpload::Key)
@@ -319,6 +373,43 @@ impl ChunkLedger {
         self.meta(key)
             .await?
             .ok_or_else(|| DbErr::RecordNotFound(format!("upload {key}")))
+    }
+
+    /// The uploads the ledger holds (open, being assembled or complete: until a save or
+    /// expiry removes them) of `scope`, of `client` (when given) and in all: what the
+    /// upload quotas count on shared storage.
+    pub async fn held(&self, scope: &str, client: Option<&str>) -> Result<[Held; 3], DbErr> {
+        let by_scope = self
+            .held_where(Some(Expr::col(ResumableUpload::Scope).eq(scope)))
+            .await?;
+        let by_client = match client {
+            Some(client) => {
+                self.held_where(Some(Expr::col(ResumableUpload::Client).eq(client)))
+                    .await?
+            }
+            None => Held::default(),
+        };
+        Ok([by_scope, by_client, self.held_where(None).await?])
+    }
+
+    async fn held_where(&self, condition: Option<SimpleExpr>) -> Result<Held, DbErr> {
+        let bytes = Func::coalesce([Expr::col(ResumableUpload::TotalSize).sum(), Expr::val(0)]);
+        let mut select = Query::select()
+            .expr_as(Expr::col(ResumableUpload::Key).count(), "uploads")
+            .expr_as(Func::cast_as(bytes, Alias::new("BIGINT")), "bytes")
+            .from(ResumableUpload::Table)
+            .to_owned();
+        if let Some(condition) = condition {
+            select.and_where(condition);
+        }
+        let Some(row) = self.db.query_one(&select).await? else {
+            return Ok(Held::default());
+        };
+        let (uploads, bytes): (i64, i64) = (row.try_get("", "uploads")?, row.try_get("", "bytes")?);
+        Ok(Held {
+            uploads: u64::try_from(uploads).unwrap_or(0),
+            bytes: u64::try_from(bytes).unwrap_or(0),
+        })
     }
 
     /// The metadata of the upload, if the ledger knows it.
