@@ -171,7 +171,11 @@ async fn main() -> Result<(), String> {
         disk.0, disk.1
     );
 
-    let http = reqwest::Client::new();
+    // Keeps the example's browser-scope cookie, as a browser does.
+    let http = reqwest::Client::builder()
+        .cookie_store(true)
+        .build()
+        .map_err(|e| e.to_string())?;
     let sink = Server::sink()?;
     if table("matrix") {
         matrix(&args, &http, &sink, &source).await?;
