@@ -423,13 +423,13 @@ async fn a_media_root_holding_the_apps_own_state_is_refused_at_start() {
     let work = root.path().join("work");
     std::fs::create_dir_all(work.join("sub")).unwrap();
     for media in [".", "./", "..", "/", "sub/.."] {
-        let output = std::process::Command::new(example_binary())
+        let mut command = std::process::Command::new(example_binary());
+        command
             .current_dir(&work)
             .args(["--bind", "127.0.0.1:0", "--media-root", media])
             .env_remove("DATABASE_URL")
-            .env_remove("RESUMABLE_SECRET")
-            .output()
-            .unwrap();
+            .env_remove("RESUMABLE_SECRET");
+        let output = run_briefly(command);
         assert_eq!(
             output.status.code(),
             Some(2),
@@ -450,15 +450,31 @@ async fn a_media_root_holding_the_apps_own_state_is_refused_at_start() {
             format!("sqlite://{}?mode=rwc", media.join("db.sqlite").display()),
         ],
     ] {
-        let output = std::process::Command::new(example_binary())
+        let mut command = std::process::Command::new(example_binary());
+        command
             .args(["--bind", "127.0.0.1:0", "--media-root"])
             .arg(&media)
             .args(&flags)
-            .env_remove("DATABASE_URL")
-            .output()
-            .unwrap();
+            .env_remove("DATABASE_URL");
+        let output = run_briefly(command);
         assert_eq!(output.status.code(), Some(2), "{flags:?}");
     }
+}
+
+/// Runs `command` for at most 10 s (a server that starts when it should refuse is
+/// killed, and its exit code is then none).
+fn run_briefly(mut command: std::process::Command) -> std::process::Output {
+    let mut child = command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() && started.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    child.wait_with_output().unwrap()
 }
 
 #[tokio::test]
