@@ -8,10 +8,17 @@ use sea_orm_resumable::{Secret, Settings, Uploads, router};
 
 /// The endpoint with the library's defaults (no scope hook), and its URL.
 async fn endpoint(media: &std::path::Path) -> String {
-    let uploads = Uploads::builder(settings(media), secret())
-        .build()
-        .await
-        .unwrap();
+    serve(
+        Uploads::builder(settings(media), secret())
+            .build()
+            .await
+            .unwrap(),
+    )
+    .await
+}
+
+/// `router(uploads)` served on loopback; its URL.
+async fn serve(uploads: Uploads) -> String {
     let app = axum::Router::new().nest_service("/resumable_upload", router(uploads));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -133,12 +140,8 @@ async fn the_same_cookie_is_the_same_browser_for_every_server_with_the_secret() 
         .build()
         .await
         .unwrap();
-    let app = axum::Router::new().nest_service("/resumable_upload", router(other));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     let refused = reqwest::Client::new()
-        .get(format!("http://{addr}/resumable_upload/"))
+        .get(serve(other).await)
         .header("cookie", &cookie)
         .send()
         .await
@@ -155,15 +158,7 @@ async fn a_login_resolver_refusing_a_request_answers_400_not_a_retry() {
         .build()
         .await
         .unwrap();
-    let app = axum::Router::new().nest_service("/resumable_upload", router(uploads));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    let upload = FileUpload::new(
-        &format!("http://{addr}/resumable_upload/"),
-        b"x".to_vec(),
-        10,
-    );
+    let upload = FileUpload::new(&serve(uploads).await, b"x".to_vec(), 10);
     let refused = upload.send(1).await;
     assert_eq!(refused.status(), 400);
     assert!(refused.text().await.unwrap().contains("no upload scope"));

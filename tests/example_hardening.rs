@@ -66,6 +66,21 @@ fn trickle(mut stream: TcpStream, piece: &'static [u8], every: Duration, until: 
     });
 }
 
+/// The example with login and quick timeouts, and the headers of alice's session (its
+/// cookie and CSRF token) for hand-made requests.
+async fn alice_logged_in(root: &std::path::Path) -> (Server, String, String) {
+    let mut flags = vec!["--require-login", "--user", "alice:secret1"];
+    flags.extend(QUICK);
+    let (server, url) = start_with(&root.join("media"), &flags);
+    let alice = Site::new(&url);
+    let csrf = alice.log_in("alice", "secret1").await;
+    let headers = format!(
+        "Cookie: {}\r\nX-CSRF-Token: {csrf}\r\n",
+        alice.cookie_header()
+    );
+    (server, url, headers)
+}
+
 fn multipart_head(path: &str, host: &str, extra_headers: &str) -> Vec<u8> {
     format!(
         "POST {path} HTTP/1.1\r\nHost: {host}\r\n{extra_headers}\
@@ -80,16 +95,8 @@ fn multipart_head(path: &str, host: &str, extra_headers: &str) -> Vec<u8> {
 async fn twenty_slow_or_stalled_connections_of_each_of_nine_kinds_are_cut_off_and_login_still_answers()
  {
     let root = tempfile::tempdir().unwrap();
-    let mut flags = vec!["--require-login", "--user", "alice:secret1"];
-    flags.extend(QUICK);
-    let (server, url) = start_with(&root.path().join("media"), &flags);
+    let (server, url, logged_in) = alice_logged_in(root.path()).await;
     let addr = address(&url);
-    let alice = Site::new(&url);
-    let csrf = alice.log_in("alice", "secret1").await;
-    let logged_in = format!(
-        "Cookie: {}\r\nX-CSRF-Token: {csrf}\r\n",
-        alice.cookie_header()
-    );
     let opened = Instant::now();
     let trickle_until = opened + Duration::from_secs(12);
     let mut kinds: Vec<(&str, Vec<TcpStream>)> = Vec::new();
@@ -209,16 +216,8 @@ fn clone_std(stream: &TcpStream) -> std::net::TcpStream {
 #[tokio::test]
 async fn a_multipart_body_of_endless_form_fields_is_refused_and_the_server_stays_small() {
     let root = tempfile::tempdir().unwrap();
-    let mut flags = vec!["--require-login", "--user", "alice:secret1"];
-    flags.extend(QUICK);
-    let (server, url) = start_with(&root.path().join("media"), &flags);
+    let (server, url, logged_in) = alice_logged_in(root.path()).await;
     let addr = address(&url);
-    let alice = Site::new(&url);
-    let csrf = alice.log_in("alice", "secret1").await;
-    let logged_in = format!(
-        "Cookie: {}\r\nX-CSRF-Token: {csrf}\r\n",
-        alice.cookie_header()
-    );
     // About 1,900 text fields of 64 KB (~120 MB, under the body limit), three at once.
     let field = {
         let mut field = b"--XyZ\r\nContent-Disposition: form-data; name=\"f\"\r\n\r\n".to_vec();

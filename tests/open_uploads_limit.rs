@@ -57,6 +57,28 @@ async fn send(
         .await
 }
 
+/// Sends a one-byte upload `identifier` for `scope`: complete on its first request.
+async fn send_tiny(
+    uploads: &Uploads,
+    scope: Scope,
+    identifier: &str,
+) -> Result<UploadStatus, UploadError> {
+    let params = ChunkParams {
+        chunk_number: 1,
+        chunk_size: CHUNK,
+        current_chunk_size: 1,
+        total_size: 1,
+        identifier: identifier.into(),
+        filename: "t.bin".into(),
+        relative_path: None,
+        content_type: None,
+        file_part: "file".into(),
+        field: None,
+    };
+    let body = futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from("x"))]);
+    uploads.receive_chunk(&scope, &params, body).await
+}
+
 #[tokio::test]
 async fn a_user_at_the_limit_cannot_start_another_upload_until_one_finishes() {
     let media = tempfile::tempdir().unwrap();
@@ -85,23 +107,7 @@ async fn a_flood_of_tiny_complete_uploads_stops_at_the_limit() {
     let uploads = service(media.path()).await;
     let mut accepted = 0;
     for n in 0..50 {
-        let params = ChunkParams {
-            chunk_number: 1,
-            chunk_size: CHUNK,
-            current_chunk_size: 1,
-            total_size: 1,
-            identifier: format!("tiny-{n}"),
-            filename: "t.bin".into(),
-            relative_path: None,
-            content_type: None,
-            file_part: "file".into(),
-            field: None,
-        };
-        let body = futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from("x"))]);
-        if let Ok(status) = uploads
-            .receive_chunk(&Scope::new("ann"), &params, body)
-            .await
-        {
+        if let Ok(status) = send_tiny(&uploads, Scope::new("ann"), &format!("tiny-{n}")).await {
             assert!(status.complete);
             accepted += 1;
         }
@@ -162,26 +168,7 @@ async fn per_address_and_total_limits_hold_whatever_the_scope() {
     };
     let uploads = Uploads::builder(settings, secret()).build().await.unwrap();
     let from = |scope: &str, ip: &str| Scope::new(scope).with_client(ip.parse().unwrap());
-    let params = |identifier: &str| ChunkParams {
-        chunk_number: 1,
-        chunk_size: CHUNK,
-        current_chunk_size: 1,
-        total_size: 1,
-        identifier: identifier.into(),
-        filename: "t.bin".into(),
-        relative_path: None,
-        content_type: None,
-        file_part: "file".into(),
-        field: None,
-    };
-    let send = |scope: Scope, identifier: &str| {
-        let uploads = uploads.clone();
-        let params = params(identifier);
-        async move {
-            let body = futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from("x"))]);
-            uploads.receive_chunk(&scope, &params, body).await
-        }
-    };
+    let send = |scope: Scope, identifier: &'static str| send_tiny(&uploads, scope, identifier);
     // A client dropping its cookie each time: a new scope, the same address.
     for n in 0..3 {
         send(from(&format!("browser-{n}"), "192.0.2.7"), "f")

@@ -12,19 +12,21 @@ use tokio::{
     net::TcpStream,
 };
 
-/// A multipart chunk request whose form fields come first, then the chunk.
-fn multipart(fields: &[(String, String)], chunk: &[u8]) -> reqwest::multipart::Form {
+/// Sends chunk 1 of `upload` as multipart, its parameters and `extra` fields first, then
+/// the chunk; the answer's status and body.
+async fn post_with_fields(upload: &FileUpload, extra: Vec<(String, String)>) -> (u16, String) {
     let mut form = reqwest::multipart::Form::new();
-    for (name, value) in fields {
-        form = form.text(name.clone(), value.clone());
+    for (name, value) in upload.params(1).into_iter().chain(extra) {
+        form = form.text(name, value);
     }
-    form.part(
-        "file",
-        reqwest::multipart::Part::bytes(chunk.to_vec()).file_name("blob"),
-    )
-}
-
-async fn answer(response: reqwest::Response) -> (u16, String) {
+    let chunk = reqwest::multipart::Part::bytes(upload.data.to_vec()).file_name("blob");
+    let response = upload
+        .http
+        .post(&upload.url)
+        .multipart(form.part("file", chunk))
+        .send()
+        .await
+        .unwrap();
     let status = response.status().as_u16();
     (status, response.text().await.unwrap())
 }
@@ -34,16 +36,8 @@ async fn many_form_fields_before_the_chunk_are_refused() {
     let media = tempfile::tempdir().unwrap();
     let server = TestServer::start(media.path()).await;
     let upload = FileUpload::new(&server.url, b"hello".to_vec(), 1024);
-    let mut fields = upload.params(1);
-    fields.extend((0..100).map(|i| (format!("custom{i}"), "x".into())));
-    let response = upload
-        .http
-        .post(&server.url)
-        .multipart(multipart(&fields, b"hello"))
-        .send()
-        .await
-        .unwrap();
-    let (status, body) = answer(response).await;
+    let fields = (0..100).map(|i| (format!("custom{i}"), "x".into()));
+    let (status, body) = post_with_fields(&upload, fields.collect()).await;
     assert_eq!(status, 400, "{body}");
     assert!(
         body.contains("too many form fields before the chunk (at most 64)"),
@@ -58,32 +52,16 @@ async fn long_form_fields_before_the_chunk_are_refused_past_16_kib_in_all() {
     let server = TestServer::start(media.path()).await;
     let upload = FileUpload::new(&server.url, b"hello".to_vec(), 1024);
     // Each field is under the old per-field limit (64 KiB); together they are not.
-    let mut fields = upload.params(1);
-    fields.extend((0..3).map(|i| (format!("custom{i}"), "x".repeat(6000))));
-    let response = upload
-        .http
-        .post(&server.url)
-        .multipart(multipart(&fields, b"hello"))
-        .send()
-        .await
-        .unwrap();
-    let (status, body) = answer(response).await;
+    let fields = (0..3).map(|i| (format!("custom{i}"), "x".repeat(6000)));
+    let (status, body) = post_with_fields(&upload, fields.collect()).await;
     assert_eq!(status, 400, "{body}");
     assert!(
         body.contains("form fields before the chunk are too long"),
         "{body}"
     );
     // What resumable.js sends, with a few custom fields, goes through.
-    let mut fields = upload.params(1);
-    fields.extend((0..8).map(|i| (format!("custom{i}"), "y".repeat(500))));
-    let response = upload
-        .http
-        .post(&server.url)
-        .multipart(multipart(&fields, b"hello"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(answer(response).await.0, 200);
+    let fields = (0..8).map(|i| (format!("custom{i}"), "y".repeat(500)));
+    assert_eq!(post_with_fields(&upload, fields.collect()).await.0, 200);
 }
 
 #[tokio::test]
