@@ -31,6 +31,15 @@ async fn post_with_fields(upload: &FileUpload, extra: Vec<(String, String)>) -> 
     (status, response.text().await.unwrap())
 }
 
+/// A server whose bodies may be silent for 1 s.
+async fn quick_server(media: &std::path::Path) -> TestServer {
+    let settings = Settings {
+        body_idle_timeout: Duration::from_secs(1),
+        ..settings(media)
+    };
+    TestServer::start_with(settings).await
+}
+
 #[tokio::test]
 async fn many_form_fields_before_the_chunk_are_refused() {
     let media = tempfile::tempdir().unwrap();
@@ -67,11 +76,7 @@ async fn long_form_fields_before_the_chunk_are_refused_past_16_kib_in_all() {
 #[tokio::test]
 async fn a_preamble_that_never_reaches_a_part_is_refused_after_64_kib() {
     let media = tempfile::tempdir().unwrap();
-    let settings = Settings {
-        body_idle_timeout: Duration::from_secs(1),
-        ..settings(media.path())
-    };
-    let server = TestServer::start_with(settings).await;
+    let server = quick_server(media.path()).await;
     let mut stream = TcpStream::connect(server.addr).await.unwrap();
     let head = "POST /resumable_upload/ HTTP/1.1\r\nHost: x\r\n\
                 Content-Type: multipart/form-data; boundary=XyZ\r\n\
@@ -103,11 +108,7 @@ async fn a_preamble_that_never_reaches_a_part_is_refused_after_64_kib() {
 #[tokio::test]
 async fn a_multipart_body_that_stalls_before_its_chunk_is_cut_off_after_the_idle_timeout() {
     let media = tempfile::tempdir().unwrap();
-    let settings = Settings {
-        body_idle_timeout: Duration::from_secs(1),
-        ..settings(media.path())
-    };
-    let server = TestServer::start_with(settings).await;
+    let server = quick_server(media.path()).await;
     let mut stream = TcpStream::connect(server.addr).await.unwrap();
     let head = "POST /resumable_upload/ HTTP/1.1\r\nHost: x\r\n\
                 Content-Type: multipart/form-data; boundary=XyZ\r\n\
@@ -133,12 +134,7 @@ async fn a_multipart_body_that_stalls_before_its_chunk_is_cut_off_after_the_idle
 #[tokio::test]
 async fn a_form_field_trickled_a_byte_at_a_time_is_cut_off_after_the_grace() {
     let media = tempfile::tempdir().unwrap();
-    let settings = Settings {
-        body_idle_timeout: Duration::from_secs(1),
-        min_body_rate: 1024,
-        ..settings(media.path())
-    };
-    let server = TestServer::start_with(settings).await;
+    let server = quick_server(media.path()).await; // and the default 1 KiB/s minimum
     let stream = TcpStream::connect(server.addr).await.unwrap();
     let (mut read, mut write) = stream.into_split();
     let head = "POST /resumable_upload/ HTTP/1.1\r\nHost: x\r\n\
@@ -172,11 +168,7 @@ async fn a_form_field_trickled_a_byte_at_a_time_is_cut_off_after_the_grace() {
 #[tokio::test]
 async fn a_chunk_that_stalls_through_the_endpoint_gets_503_so_the_client_retries() {
     let media = tempfile::tempdir().unwrap();
-    let settings = Settings {
-        body_idle_timeout: Duration::from_secs(1),
-        ..settings(media.path())
-    };
-    let server = TestServer::start_with(settings).await;
+    let server = quick_server(media.path()).await;
     for multipart in [false, true] {
         let upload = FileUpload::new(&server.url, random_bytes(100_000, 1), 100_000);
         let query: String = upload
