@@ -60,6 +60,7 @@ pub mod object_chunks;
 mod pace;
 mod protocol;
 mod quotas;
+mod rules;
 mod scope;
 mod settings;
 #[cfg(feature = "object-store")]

@@ -15,8 +15,9 @@ use crate::{
     ledger::UploadState,
     object_chunks::{ChunkOutcome, ObjectChunks, ObjectChunksError},
     pace::{Cut, drain},
+    rules::FieldRules,
+    sniff::SNIFF_BYTES,
     storage::object::ObjectFiles,
-    uploads::{FieldRules, SNIFF_BYTES},
 };
 
 /// Chunks and files on object storage, as the upload service holds them.

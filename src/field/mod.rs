@@ -35,6 +35,7 @@ mod name;
 #[cfg(feature = "object-store")]
 mod object_save;
 mod recovery;
+mod row;
 mod save;
 mod value;
 

@@ -21,7 +21,7 @@ use super::{
     PendingUpload, RecoveryReport,
     moves::{Destination, MoveKey, STALE_AFTER},
     name::alternative_path,
-    save::{ALREADY_SAVED, row_holds},
+    row::{ALREADY_SAVED, row_holds},
     value::hook_error,
 };
 use crate::{

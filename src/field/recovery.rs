@@ -15,7 +15,8 @@ use std::{
 
 use super::{
     moves::{self, MoveKey, Reservation, STALE_AFTER},
-    save::{blocking, row_holds},
+    row::row_holds,
+    save::blocking,
 };
 use crate::{UploadKey, Uploads, media::check_relative};
 

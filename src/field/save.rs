@@ -28,6 +28,7 @@ use super::{
     FileFieldOptions, ResumableFileField, UploadTo,
     moves::{self, Commit, Destination, MoveKey},
     name::stored_path,
+    row::{ALREADY_SAVED, row_holds},
     sanitize_file_name,
     value::hook_error,
 };
@@ -331,10 +332,6 @@ where
     Ok(())
 }
 
-/// The message of a save refused because the upload is already in a row.
-pub(super) const ALREADY_SAVED: &str =
-    "this upload is already saved in another row; please upload the file again";
-
 /// Runs blocking file work (and the move table, whose lock is held while a file is
 /// linked) off the async threads.
 pub(super) async fn blocking<T: Send + 'static>(
@@ -373,27 +370,6 @@ fn destination_of<E: EntityTrait>(column: &str) -> Result<Destination, DbErr> {
         table: entity.table_name().to_owned(),
         column: sea_orm::IdenStatic::as_str(&column).to_owned(),
     })
-}
-
-/// Whether a row already holds the path of `key` in its file column.
-pub(super) async fn row_holds<Db: ConnectionTrait>(db: &Db, key: &MoveKey) -> Result<bool, DbErr> {
-    use sea_orm::sea_query::{Alias, Expr, ExprTrait, Query};
-    let destination = &key.destination;
-    let mut query = Query::select();
-    query.expr(Expr::val(1));
-    let table = Alias::new(destination.table.as_str());
-    match &destination.schema {
-        Some(schema) => query.from((Alias::new(schema.as_str()), table)),
-        None => query.from(table),
-    };
-    query
-        .and_where(ExprTrait::eq(
-            Expr::col(Alias::new(destination.column.as_str())),
-            key.relative.as_str(),
-        ))
-        .limit(1);
-    let statement = db.get_database_backend().build(&query);
-    Ok(db.query_one_raw(statement).await?.is_some())
 }
 
 /// The column's current value in the database, for the row `model` is about to update.
