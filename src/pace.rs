@@ -15,7 +15,10 @@
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use std::{
+    future::Future,
+    pin::Pin,
     sync::{Arc, OnceLock},
+    task::{Context, Poll},
     time::Duration,
 };
 use tokio::time::Instant;
@@ -96,44 +99,84 @@ pub(crate) type Cut = Arc<OnceLock<BodyError>>;
 
 /// `body` with `pace` enforced: an error item (and the end) once the pace is broken; the
 /// body's own errors become [`BodyError::Broken`]. The cell holds the reason when the
-/// pace (not the body) ended it.
-pub(crate) fn paced<S, E>(
-    body: S,
-    pace: BodyPace,
-) -> (impl Stream<Item = Result<Bytes, BodyError>> + Send, Cut)
+/// pace (not the body) ended it. Ended, it stays ended (readers such as multer may ask
+/// again).
+pub(crate) fn paced<S, E>(body: S, pace: BodyPace) -> (Paced<S>, Cut)
 where
     S: Stream<Item = Result<Bytes, E>> + Send,
     E: std::fmt::Display,
 {
     let cut: Cut = Arc::default();
-    let reason = cut.clone();
     let start = Instant::now();
-    let state = (Box::pin(body), start, 0u64, false);
-    // Fused: readers such as multer may ask again after the end.
-    let stream = futures_util::stream::unfold(state, move |(mut body, last, received, ended)| {
-        let reason = reason.clone();
-        async move {
-            if ended {
-                return None;
-            }
-            let (due, why) = pace.deadline(start, last, received);
-            let (item, received, ended) = match tokio::time::timeout_at(due, body.next()).await {
-                Ok(Some(Ok(piece))) => {
-                    let received = received + piece.len() as u64;
-                    (Ok(piece), received, false)
-                }
-                Ok(Some(Err(e))) => (Err(BodyError::Broken(e.to_string())), received, true),
-                Ok(None) => return None,
-                Err(_) => {
-                    let _ = reason.set(why.clone());
-                    (Err(why), received, true)
-                }
-            };
-            Some((item, (body, Instant::now(), received, ended)))
+    let (due, why) = pace.deadline(start, start, 0);
+    let paced = Paced {
+        body: Box::pin(body),
+        pace,
+        start,
+        received: 0,
+        timer: Box::pin(tokio::time::sleep_until(due)),
+        why,
+        cut: cut.clone(),
+        ended: false,
+    };
+    (paced, cut)
+}
+
+/// A body under a [`BodyPace`]: see [`paced`]. One timer for the whole body, moved at
+/// each piece (a request holds thousands of pieces: no timer is made per piece).
+pub(crate) struct Paced<S> {
+    body: Pin<Box<S>>,
+    pace: BodyPace,
+    start: Instant,
+    received: u64,
+    /// When the body runs out of time, as of the last piece…
+    timer: Pin<Box<tokio::time::Sleep>>,
+    /// …and why it then would.
+    why: BodyError,
+    cut: Cut,
+    ended: bool,
+}
+
+impl<S, E> Stream for Paced<S>
+where
+    S: Stream<Item = Result<Bytes, E>>,
+    E: std::fmt::Display,
+{
+    type Item = Result<Bytes, BodyError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if this.ended {
+            return Poll::Ready(None);
         }
-    })
-    .fuse();
-    (stream, cut)
+        match this.body.as_mut().poll_next(cx) {
+            Poll::Ready(Some(Ok(piece))) => {
+                this.received += piece.len() as u64;
+                let (due, why) = this
+                    .pace
+                    .deadline(this.start, Instant::now(), this.received);
+                this.timer.as_mut().reset(due);
+                this.why = why;
+                Poll::Ready(Some(Ok(piece)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                this.ended = true;
+                Poll::Ready(Some(Err(BodyError::Broken(e.to_string()))))
+            }
+            Poll::Ready(None) => {
+                this.ended = true;
+                Poll::Ready(None)
+            }
+            Poll::Pending => match this.timer.as_mut().poll(cx) {
+                Poll::Ready(()) => {
+                    this.ended = true;
+                    let _ = this.cut.set(this.why.clone());
+                    Poll::Ready(Some(Err(this.why.clone())))
+                }
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
 }
 
 /// Reads and drops up to `limit` bytes of a body we do not need, so the client reads our
