@@ -47,10 +47,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
         .collect();
     let chunks = (total / args.chunk_size).max(1);
-    // The server keeps each client's uploads apart by a cookie (without a login): get it
-    // first, so that every chunk, sent in parallel, carries the same one.
-    let http = reqwest::Client::builder().cookie_store(true).build()?;
-    http.get(&args.url).send().await?;
+    let http = reqwest::Client::new();
     let started = Instant::now();
 
     let results = futures_util::stream::iter(1..=chunks)

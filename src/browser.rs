@@ -1,8 +1,9 @@
-//! What the endpoint does for browsers, as two axum middleware functions that
-//! [`router`](crate::router) applies and an app puts on its own pages too:
+//! What the endpoint does for browsers, as two axum middleware functions an app puts on
+//! its pages ([`router`](crate::router) has its own share of both):
 //!
 //! * [`scope_cookie`]: a scope per browser without a login, from a signed random cookie
-//!   (read by the default resolver, [`BrowserScope`](crate::BrowserScope));
+//!   that the pages hand out and the endpoint reads (the default resolver,
+//!   [`BrowserScope`](crate::BrowserScope));
 //! * [`refuse_cross_origin`]: state-changing requests sent by another site's page in the
 //!   visitor's browser (CSRF) are refused, whatever the login.
 //!
@@ -54,24 +55,46 @@ const COOKIE_MAX_AGE: u64 = 365 * 24 * 60 * 60;
 pub(crate) struct BrowserId {
     /// Random, 128 bits, hex.
     pub id: String,
-    /// Made for this request: the browser sent no valid cookie.
+    /// The request has no valid cookie and none is handed out with its answer: its
+    /// scope must come from elsewhere (the client's address).
     pub fresh: bool,
-    /// Set when [`BrowserScope`](crate::BrowserScope) refused the request for want of
-    /// the cookie (a retry with it will do).
+    /// Set when [`BrowserScope`](crate::BrowserScope) found no cookie to go by.
     pub wanted: Arc<AtomicBool>,
 }
 
-/// Middleware: gives each browser a scope of its own. A request that carries a valid
-/// scope cookie (signed with the app's secret, so nobody picks another's) is that
-/// browser's; one without gets a new random id, and the answer sets the cookie
-/// (`HttpOnly`, `SameSite=Lax`, `Path=/`; `Secure` with
-/// [`Settings::secure_cookie`](crate::Settings::secure_cookie)).
-/// [`router`](crate::router) applies it; put it on the pages that show the widget too,
-/// so the cookie is there before the first chunk (see the module docs).
+/// Middleware for the app's pages: gives each browser a scope of its own. A request
+/// that carries a valid scope cookie (signed with the app's secret, so nobody picks
+/// another's) is that browser's; one without gets a new random id, which its answer sets
+/// as the cookie (`HttpOnly`, `SameSite=Lax`, `Path=/`; `__Host-` and `Secure` with
+/// [`Settings::secure_cookie`](crate::Settings::secure_cookie)). Put it on the pages
+/// that show the widget (see the module docs), so that the cookie is there before the
+/// first chunk. [`router`](crate::router) only reads the cookie: the endpoint never
+/// hands one out, so no client changes scope in the middle of an upload.
 pub async fn scope_cookie(
     State(uploads): State<Uploads>,
+    request: Request,
+    next: Next,
+) -> Response {
+    browser_scope(uploads, request, next, true).await
+}
+
+/// Middleware of [`router`](crate::router): the browser's scope from its cookie, if it
+/// sent a valid one.
+pub(crate) async fn read_scope_cookie(
+    State(uploads): State<Uploads>,
+    request: Request,
+    next: Next,
+) -> Response {
+    browser_scope(uploads, request, next, false).await
+}
+
+/// Puts the request's [`BrowserId`] in its extensions; with `hand_out`, one for a
+/// browser without a cookie too, set as the cookie by the answer.
+async fn browser_scope(
+    uploads: Uploads,
     mut request: Request,
     next: Next,
+    hand_out: bool,
 ) -> Response {
     if request.extensions().get::<BrowserId>().is_some() {
         return next.run(request).await;
@@ -91,21 +114,15 @@ pub async fn scope_cookie(
                 && secret.verify_browser_tag(id, tag)
         })
         .map(|(id, _)| id.to_owned());
-    let browser = match known {
-        Some(id) => BrowserId {
-            id,
-            fresh: false,
-            wanted: Arc::default(),
-        },
-        None => BrowserId {
-            id: hex::encode(rand::random::<[u8; 16]>()),
-            fresh: true,
-            wanted: Arc::default(),
-        },
+    let issued = known.is_none() && hand_out;
+    let browser = BrowserId {
+        fresh: known.is_none() && !hand_out,
+        id: known.unwrap_or_else(|| hex::encode(rand::random::<[u8; 16]>())),
+        wanted: Arc::default(),
     };
     request.extensions_mut().insert(browser.clone());
     let mut response = next.run(request).await;
-    if browser.fresh {
+    if issued {
         let secure = if secure { "; Secure" } else { "" };
         let value = format!(
             "{name}={}.{}; Path=/; Max-Age={COOKIE_MAX_AGE}; HttpOnly; SameSite=Lax{secure}",

@@ -15,7 +15,7 @@ use tokio::sync::watch;
 
 use crate::{
     ChunkParams, Scope, UploadError, UploadStatus, Uploads,
-    browser::{refuse_cross_origin, scope_cookie},
+    browser::{read_scope_cookie, refuse_cross_origin},
     pace::{BodyError, BodyPace, Cut, drain, paced},
 };
 
@@ -61,7 +61,7 @@ where
     Router::new()
         .route("/", get(test_chunk).post(upload_chunk))
         .fallback(trailing_slash)
-        .layer(from_fn_with_state(uploads.clone(), scope_cookie))
+        .layer(from_fn_with_state(uploads.clone(), read_scope_cookie))
         .layer(from_fn_with_state(uploads.clone(), refuse_cross_origin))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(uploads)

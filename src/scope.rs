@@ -6,7 +6,7 @@
 //! Without a login, the default resolver, [`BrowserScope`], gives each browser a scope
 //! of its own from a signed random cookie (see [`scope_cookie`](crate::scope_cookie)).
 
-use axum::http::{Method, request::Parts};
+use axum::http::request::Parts;
 use std::{
     fmt,
     hash::{Hash, Hasher},
@@ -132,24 +132,20 @@ where
     }
 }
 
-/// The default resolver: a scope per browser, from the signed random cookie that
-/// [`scope_cookie`](crate::scope_cookie) (part of [`router`](crate::router)) hands out.
+/// The default resolver: a scope per browser, from the signed random cookie that the
+/// [`scope_cookie`](crate::scope_cookie) middleware on the app's pages hands out.
 /// Visitors without a login are kept apart: nobody can test, write or claim another
-/// browser's upload, and a browser's quota is its own. What it does not do is prove who
-/// somebody is: whoever holds the cookie (the browser, or anyone who stole it) is that
-/// scope, and a client that drops its cookie starts afresh (the per-address limits
-/// bound that).
-///
-/// A request whose cookie is new (the browser had none, or a forged one) may only ask
-/// (GET): an upload it sent could never be found again under the same scope, so it is
-/// answered 503 with the cookie, and the retry carries it. Pages that show the widget
-/// set the cookie before any upload when they too are under `scope_cookie`. The cookie is
+/// browser's upload, and a browser's quota is its own. A request without the cookie (a
+/// script, a page without the middleware) is scoped by its client's network address
+/// (IPv6: its /64), from [`UploadsBuilder::client_address`](crate::UploadsBuilder::client_address):
+/// clients without cookies behind one address share that scope. Without either, the
+/// request is refused (400). What it does not do is prove who somebody is: whoever
+/// holds the cookie (the browser, or anyone who stole it) is that scope. The cookie is
 /// `SameSite=Lax`: a page on another site (see
-/// [`Settings::trusted_origins`](crate::Settings::trusted_origins)) never sends it, so
-/// an endpoint serving other sites needs a scope of its own (a login, a token).
+/// [`Settings::trusted_origins`](crate::Settings::trusted_origins)) never sends it.
 ///
 /// ```
-/// use axum::http::{Method, Request};
+/// use axum::http::Request;
 /// use sea_orm_resumable::{BrowserScope, ScopeResolver};
 /// let (parts, _) = Request::new(()).into_parts();
 /// assert_eq!(BrowserScope.resolve(&parts), None, "no cookie middleware ran");
@@ -160,8 +156,8 @@ pub struct BrowserScope;
 impl ScopeResolver for BrowserScope {
     fn resolve(&self, parts: &Parts) -> Option<Scope> {
         let browser = parts.extensions.get::<BrowserId>()?;
-        let asks = matches!(parts.method, Method::GET | Method::HEAD);
-        if browser.fresh && !asks {
+        if browser.fresh {
+            // No cookie: the service scopes the request by its client's address.
             browser.wanted.store(true, Ordering::Relaxed);
             return None;
         }

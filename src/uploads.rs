@@ -306,25 +306,37 @@ impl Uploads {
         &self.inner.settings
     }
 
-    /// The scope of a request, by the app's hook, with the client's address; a request
-    /// the hook refuses is a 400, or a 503 when it only lacks the browser-scope cookie
-    /// (a browser's retry carries the cookie this answer sets).
+    /// The scope of a request, by the app's hook, with the client's address. A request
+    /// the default [`BrowserScope`] finds no cookie on is scoped by that address; one the
+    /// hook refuses (or without cookie nor address) is a 400.
     pub fn scope_of(&self, parts: &Parts) -> Result<Scope, UploadError> {
-        let Some(scope) = self.inner.scope.resolve(parts) else {
-            let wanted = parts
-                .extensions
-                .get::<BrowserId>()
-                .is_some_and(|b| b.wanted.load(std::sync::atomic::Ordering::Relaxed));
-            return Err(if wanted {
-                UploadError::Retry(
-                    "no upload scope yet: send this answer's cookie back (cookies must be on)"
-                        .into(),
-                )
-            } else {
-                UploadError::BadRequest("this request has no upload scope".into())
-            });
+        let address = (self.inner.client_address)(parts);
+        let scope = match self.inner.scope.resolve(parts) {
+            Some(scope) => scope,
+            None => {
+                let wanted = parts
+                    .extensions
+                    .get::<BrowserId>()
+                    .is_some_and(|b| b.wanted.load(std::sync::atomic::Ordering::Relaxed));
+                match address {
+                    Some(address) if wanted => {
+                        let client = Scope::anonymous().with_client(address);
+                        Scope::new(format!("address:{}", client.client().unwrap_or_default()))
+                    }
+                    _ => {
+                        return Err(UploadError::BadRequest(if wanted {
+                            "no upload scope: this endpoint tells visitors apart by the \
+                             cookie the app's pages set, or by their network address, and \
+                             this request has neither"
+                                .into()
+                        } else {
+                            "this request has no upload scope".into()
+                        }));
+                    }
+                }
+            }
         };
-        Ok(match (self.inner.client_address)(parts) {
+        Ok(match address {
             Some(address) => scope.with_client(address),
             None => scope,
         })

@@ -285,9 +285,8 @@ async fn a_client_dropping_its_cookies_is_held_to_the_address_limit_while_an_off
     let mut accepted = 0;
     let mut refusal = None;
     for i in 0..950 {
-        let upload = Site::new(&url).upload(vec![b'x'], 1024);
-        let _ = upload.test(1).await; // the cookie comes with the first answer
-        let mut upload = upload;
+        // A new browser each time: the page hands out a new cookie.
+        let mut upload = Site::visit(&url).await.upload(vec![b'x'], 1024);
         upload.identifier = format!("tiny-{i}");
         let response = upload.send(1).await;
         if response.status() == 200 {

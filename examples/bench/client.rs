@@ -90,9 +90,6 @@ pub async fn upload(
     identifier: &str,
 ) -> Result<Outcome, String> {
     let chunks = (total / run.chunk_size).max(1);
-    // The endpoint keeps each browser's uploads apart by a cookie: get this server's
-    // before the chunks (outside the timing), as a page would.
-    http.get(&run.url).send().await.map_err(|e| e.to_string())?;
     let cpu_before = own_cpu_seconds();
     let started = Instant::now();
     let answers = futures_util::stream::iter(1..=chunks)

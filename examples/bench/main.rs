@@ -171,11 +171,7 @@ async fn main() -> Result<(), String> {
         disk.0, disk.1
     );
 
-    // Keeps the example's browser-scope cookie, as a browser does.
-    let http = reqwest::Client::builder()
-        .cookie_store(true)
-        .build()
-        .map_err(|e| e.to_string())?;
+    let http = reqwest::Client::new();
     let sink = Server::sink()?;
     if table("matrix") {
         matrix(&args, &http, &sink, &source).await?;

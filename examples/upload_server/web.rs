@@ -84,13 +84,14 @@ pub fn routes(app: App, users: Users) -> Router {
         // Pages' forms are small and must come quickly (the endpoint paces its own).
         .route_layer(forms)
         .route_layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
+        // A scope per browser from the first page on, so the widget's first chunks
+        // already carry it (the endpoint reads the cookie but never hands one out).
+        .route_layer(from_fn_with_state(uploads.clone(), scope_cookie))
         .nest_service(ASSETS_URL, assets_router())
         .nest_service("/resumable_upload", endpoint)
         .with_state(app)
         .layer(auth)
-        // A scope per browser from the first page on, so the widget's first chunks
-        // already carry it; and no state-changing request from another site.
-        .layer(from_fn_with_state(uploads.clone(), scope_cookie))
+        // No state-changing request from another site, whatever the route.
         .layer(from_fn_with_state(uploads, refuse_cross_origin))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,
