@@ -28,7 +28,7 @@ use axum::{
     extract::{Request, State},
     http::{
         HeaderMap, HeaderValue, Method,
-        header::{COOKIE, HOST, ORIGIN, SET_COOKIE},
+        header::{CACHE_CONTROL, COOKIE, HOST, ORIGIN, SET_COOKIE},
     },
     middleware::Next,
     response::Response,
@@ -58,6 +58,9 @@ pub(crate) struct BrowserId {
     /// The request has no valid cookie and none is handed out with its answer: its
     /// scope must come from elsewhere (the client's address).
     pub fresh: bool,
+    /// It sent a scope cookie that is not valid, or two of them (one planted by a
+    /// sibling subdomain): refused rather than moved to another scope.
+    pub rejected: bool,
     /// Set when [`BrowserScope`](crate::BrowserScope) found no cookie to go by.
     pub wanted: Arc<AtomicBool>,
 }
@@ -106,6 +109,7 @@ async fn browser_scope(
     } else {
         SCOPE_COOKIE
     };
+    let sent = cookies(request.headers(), name).next().is_some();
     let known = cookie(request.headers(), name)
         .and_then(|value| value.split_once('.'))
         .filter(|(id, tag)| {
@@ -114,8 +118,12 @@ async fn browser_scope(
                 && secret.verify_browser_tag(id, tag)
         })
         .map(|(id, _)| id.to_owned());
+    // A cookie is handed out with a page, never with a form's post: a browser without
+    // cookies posts its form in the same (address) scope as its chunks.
+    let hand_out = hand_out && matches!(*request.method(), Method::GET | Method::HEAD);
     let issued = known.is_none() && hand_out;
     let browser = BrowserId {
+        rejected: sent && known.is_none(),
         fresh: known.is_none() && !hand_out,
         id: known.unwrap_or_else(|| hex::encode(rand::random::<[u8; 16]>())),
         wanted: Arc::default(),
@@ -130,7 +138,10 @@ async fn browser_scope(
             secret.browser_tag(&browser.id)
         );
         if let Ok(value) = HeaderValue::from_str(&value) {
-            response.headers_mut().append(SET_COOKIE, value);
+            let headers = response.headers_mut();
+            headers.append(SET_COOKIE, value);
+            // A shared cache must not hand this cookie (this scope) to anybody else.
+            headers.insert(CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
         }
     }
     response
@@ -139,18 +150,23 @@ async fn browser_scope(
 /// The value of cookie `name` in the request's `Cookie` headers, if it is there once. Two
 /// of them mean somebody else set one (a sibling subdomain can, for a longer path, and
 /// browsers send it first): neither is trusted.
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    let mut found = headers
+fn cookie<'a>(headers: &'a HeaderMap, name: &'a str) -> Option<&'a str> {
+    let mut found = cookies(headers, name);
+    let first = found.next()?;
+    found.next().is_none().then_some(first)
+}
+
+/// Every value of cookie `name` in the request's `Cookie` headers.
+fn cookies<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = &'a str> {
+    headers
         .get_all(COOKIE)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(';'))
-        .filter_map(|pair| {
+        .filter_map(move |pair| {
             let (key, value) = pair.trim().split_once('=')?;
             (key == name).then_some(value.trim())
-        });
-    let first = found.next()?;
-    found.next().is_none().then_some(first)
+        })
 }
 
 /// Middleware: refuses (403) a state-changing request (any method but GET, HEAD and

@@ -139,10 +139,14 @@ where
 /// script, a page without the middleware) is scoped by its client's network address
 /// (IPv6: its /64), from [`UploadsBuilder::client_address`](crate::UploadsBuilder::client_address):
 /// clients without cookies behind one address share that scope. Without either, the
-/// request is refused (400). What it does not do is prove who somebody is: whoever
-/// holds the cookie (the browser, or anyone who stole it) is that scope. The cookie is
-/// `SameSite=Lax`: a page on another site (see
-/// [`Settings::trusted_origins`](crate::Settings::trusted_origins)) never sends it.
+/// request is refused (400), and so is one whose cookie is not valid or comes twice.
+/// The address scope is only as good as the address: behind a reverse proxy, set
+/// `client_address` to the proxy's header (never a header clients can set themselves),
+/// or every cookie-less client shares the proxy's scope. What it does not do is prove
+/// who somebody is: whoever holds the cookie (the browser, or anyone who stole it) is
+/// that scope. The cookie is `SameSite=Lax`: a page on another site (see
+/// [`Settings::trusted_origins`](crate::Settings::trusted_origins)) never sends it, so
+/// an endpoint serving other sites needs a scope of its own (a login, a token).
 ///
 /// ```
 /// use axum::http::Request;
@@ -156,6 +160,9 @@ pub struct BrowserScope;
 impl ScopeResolver for BrowserScope {
     fn resolve(&self, parts: &Parts) -> Option<Scope> {
         let browser = parts.extensions.get::<BrowserId>()?;
+        if browser.rejected {
+            return None;
+        }
         if browser.fresh {
             // No cookie: the service scopes the request by its client's address.
             browser.wanted.store(true, Ordering::Relaxed);

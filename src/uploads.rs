@@ -314,10 +314,16 @@ impl Uploads {
         let scope = match self.inner.scope.resolve(parts) {
             Some(scope) => scope,
             None => {
-                let wanted = parts
-                    .extensions
-                    .get::<BrowserId>()
-                    .is_some_and(|b| b.wanted.load(std::sync::atomic::Ordering::Relaxed));
+                let browser = parts.extensions.get::<BrowserId>();
+                if browser.is_some_and(|b| b.rejected) {
+                    return Err(UploadError::BadRequest(
+                        "the upload scope cookie is not valid or was sent twice: reload the \
+                         page (or clear this site's cookies) and try again"
+                            .into(),
+                    ));
+                }
+                let wanted =
+                    browser.is_some_and(|b| b.wanted.load(std::sync::atomic::Ordering::Relaxed));
                 match address {
                     Some(address) if wanted => {
                         let client = Scope::anonymous().with_client(address);

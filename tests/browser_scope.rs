@@ -57,6 +57,11 @@ async fn browser(url: &str) -> reqwest::Client {
         cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
         "{cookie}"
     );
+    assert_eq!(
+        page.headers()["cache-control"],
+        "private, no-store",
+        "no shared cache hands this scope to others"
+    );
     http
 }
 
@@ -81,18 +86,34 @@ async fn two_browsers_never_see_each_others_upload_of_the_same_identifier() {
     let mut plain = mine.clone();
     plain.http = reqwest::Client::new();
     assert_eq!(plain.test(1).await.0, 204);
-    // A forged cookie counts for nothing: that request is scoped by its address.
-    let forged = reqwest::Client::new()
-        .get(&url)
-        .query(&mine.params(1))
-        .header(
-            "cookie",
-            "resumable_scope=00000000000000000000000000000000.AAAAAAAAAAAAAAAAAAAAAA",
-        )
+    // A forged cookie, or a second one planted beside a valid one (a sibling
+    // subdomain can, for a longer path), is refused: not moved to another scope.
+    let forged = "resumable_scope=00000000000000000000000000000000.AAAAAAAAAAAAAAAAAAAAAA";
+    for cookies in [
+        forged.to_owned(),
+        format!("{forged}; {}", cookie_of(&url).await),
+    ] {
+        let refused = reqwest::Client::new()
+            .get(&url)
+            .query(&mine.params(1))
+            .header("cookie", cookies)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 400);
+        assert!(refused.text().await.unwrap().contains("sent twice"));
+    }
+}
+
+/// A valid scope cookie (`name=value`) from the app's page.
+async fn cookie_of(url: &str) -> String {
+    let page = reqwest::Client::new()
+        .get(url.trim_end_matches("resumable_upload/"))
         .send()
         .await
         .unwrap();
-    assert_eq!(forged.status(), 204);
+    let cookie = page.headers()["set-cookie"].to_str().unwrap();
+    cookie.split(';').next().unwrap().to_owned()
 }
 
 #[tokio::test]
@@ -142,13 +163,7 @@ async fn the_same_cookie_is_the_same_browser_for_every_server_with_the_secret() 
         endpoint(a.path(), false).await,
         endpoint(b.path(), false).await,
     );
-    let page = reqwest::Client::new()
-        .get(url_a.trim_end_matches("resumable_upload/"))
-        .send()
-        .await
-        .unwrap();
-    let cookie = page.headers()["set-cookie"].to_str().unwrap();
-    let cookie = cookie.split(';').next().unwrap().to_owned();
+    let cookie = cookie_of(&url_a).await;
     let upload = |url: &str| FileUpload::new(url, b"hello".to_vec(), 1024);
     let with_cookie = |url: &str| {
         let upload = upload(url);
@@ -161,7 +176,7 @@ async fn the_same_cookie_is_the_same_browser_for_every_server_with_the_secret() 
             .body("hello")
     };
     assert_eq!(with_cookie(&url_b).send().await.unwrap().status(), 200);
-    // Another secret does not take it (and, without an address, refuses).
+    // Another secret does not take it: refused, not moved to another scope.
     let media = tempfile::tempdir().unwrap();
     let other = Uploads::builder(Settings::new(media.path()), Secret::generate())
         .build()

@@ -354,6 +354,27 @@ async fn anonymous_visitors_cannot_test_write_or_claim_each_others_uploads() {
 }
 
 #[tokio::test]
+async fn a_client_without_cookies_uploads_and_saves_in_the_scope_of_its_address() {
+    // A script, or a browser that refuses cookies: chunks and the form's post land in
+    // one scope (the address), so the save works; a browser with its cookie is apart.
+    let root = tempfile::tempdir().unwrap();
+    let (server, url) = start(&root.path().join("media"));
+    let plain = Site::new(&url); // keeps cookies, but the endpoint and posts set none
+    let mut upload = FileUpload::new(&url, random_bytes(250_000, 8), 100_000);
+    upload.http = reqwest::Client::new();
+    upload.send_all(vec![1, 2], 2).await;
+    let token = upload.send_ok(1).await["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let created = plain.post_document("From a script", &token).await;
+    assert_eq!(created.status(), 303, "{}", created.text().await.unwrap());
+    let visitor = Site::visit(&url).await;
+    assert_eq!(visitor.post_document("Theirs", &token).await.status(), 422);
+    interrupt(server);
+}
+
+#[tokio::test]
 async fn posts_from_another_site_are_refused_and_store_nothing() {
     let root = tempfile::tempdir().unwrap();
     let media = root.path().join("media");
