@@ -37,7 +37,11 @@ pub(crate) const MAX_PREAMBLE: u64 = 64 * 1024;
 ///   the fields or the query string) or a raw body of any other type (parameters in the
 ///   query string); 200 with an [`UploadStatus`].
 ///
-/// Errors are JSON `{"error": "…"}` with 400, 404 or 415 (final) or 503 (retry later).
+/// Errors are JSON `{"error": "…"}` with 400, 404 or 415 (final), 403 (a post another
+/// site's page sent: [`refuse_cross_origin`](crate::refuse_cross_origin)) or 503 (retry
+/// later). The router reads the browser-scope cookie that the app's pages hand out with
+/// [`scope_cookie`](crate::scope_cookie) (it never sets one itself), and paces every
+/// request body from its first byte (`Settings::body_idle_timeout`, `min_body_rate`).
 ///
 /// ```
 /// use axum::Router;
