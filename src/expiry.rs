@@ -13,7 +13,11 @@ use std::{
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::{Uploads, field::STAGING_DIR};
+use crate::{
+    UploadKey, Uploads,
+    field::STAGING_DIR,
+    storage::upload_store::{ExpiryRule, StoreError},
+};
 
 /// What one expiry pass removed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -54,6 +58,7 @@ impl Uploads {
     /// whose save is under way are kept.
     pub async fn expire_as_of(&self, now: SystemTime) -> io::Result<ExpiryReport> {
         let settings = self.settings();
+        let mut report = ExpiryReport::default();
         #[cfg(feature = "object-store")]
         if let Some(shared) = self.shared() {
             // Saves cut short are finished or dropped first: a reservation keeps its upload.
@@ -61,46 +66,26 @@ impl Uploads {
                 crate::field::recover_object_saves(shared, shared.chunks.ledger().connection())
                     .await
                     .map_err(io::Error::other)?;
-            let removed = shared
-                .chunks
-                .expire(settings.incomplete_expiry, settings.complete_expiry)
-                .await
-                .map_err(io::Error::other)?;
-            return Ok(ExpiryReport {
-                incomplete: removed.incomplete,
-                complete: removed.complete,
-                leftovers: recovered.dropped,
-            });
+            report.leftovers += recovered.dropped;
         }
         let media_root = settings.media_root.clone();
-        let mut report = ExpiryReport::default();
-        for (chunks_upload_to, registry) in self.registries() {
-            // Idle uploads leave memory (they are on disk), whether or not they expire.
-            registry.sweep();
-            for (key, last, complete) in registry.store.uploads().await? {
-                let limit = if complete {
-                    settings.complete_expiry
-                } else {
-                    settings.incomplete_expiry
-                };
-                let idle = now.duration_since(last).unwrap_or(Duration::ZERO);
-                if idle <= limit || crate::field::saving(&media_root, chunks_upload_to, key) {
-                    continue;
-                }
-                if !registry.expire(key) {
-                    continue;
-                }
-                let removed = registry.store.remove(&key).await;
-                registry.removed(key);
-                removed?;
-                self.close_open(chunks_upload_to, key);
-                tracing::info!(%key, complete, ?idle, "upload expired");
-                if complete {
-                    report.complete += 1;
-                } else {
-                    report.incomplete += 1;
-                }
-            }
+        for (chunks_upload_to, store) in self.stores() {
+            let saving =
+                |key: &UploadKey| crate::field::saving(&media_root, chunks_upload_to, *key);
+            let expired = store
+                .expire(ExpiryRule {
+                    now,
+                    incomplete: settings.incomplete_expiry,
+                    complete: settings.complete_expiry,
+                    saving: &saving,
+                })
+                .await
+                .map_err(|e| match e {
+                    StoreError::Io(e) => e,
+                    other => io::Error::other(other.to_string()),
+                })?;
+            report.incomplete += expired.incomplete;
+            report.complete += expired.complete;
         }
         let old = now.checked_sub(settings.complete_expiry);
         for dir in [

@@ -192,16 +192,6 @@ impl Layout {
         }
         fits(r, Some(Mode::Forced))
     }
-
-    /// Whether the chunks numbered `1..=count` complete the file in `mode`; `None` for
-    /// an ambiguous layout whose mode no chunk has revealed yet.
-    pub(crate) fn needed(&self, mode: Option<Mode>) -> Option<u64> {
-        match mode {
-            Some(mode) => Some(self.chunk_count(mode)),
-            None if self.is_ambiguous() => None,
-            None => Some(self.chunk_count(Mode::Standard)),
-        }
-    }
 }
 
 #[cfg(test)]
@@ -258,16 +248,5 @@ mod tests {
         let layout = Layout::new(u64::MAX, u64::MAX).unwrap();
         assert_eq!(layout.slots(), 1);
         assert!(layout.place(2, 0).is_err());
-    }
-
-    #[test]
-    fn needed_chunks_wait_for_the_mode_only_when_it_matters() {
-        assert_eq!(Layout::new(25, 10).unwrap().needed(None), None);
-        assert_eq!(Layout::new(20, 10).unwrap().needed(None), Some(2));
-        assert_eq!(Layout::new(5, 10).unwrap().needed(None), Some(1));
-        assert_eq!(
-            Layout::new(25, 10).unwrap().needed(Some(Mode::Forced)),
-            Some(3)
-        );
     }
 }

@@ -63,13 +63,9 @@ mod quotas;
 mod rules;
 mod scope;
 mod settings;
-#[cfg(feature = "object-store")]
-mod shared;
 mod sniff;
 pub mod storage;
-mod store;
 mod token;
-mod upload;
 mod uploads;
 pub mod widget;
 
@@ -82,7 +78,7 @@ pub use media::Media;
 pub use protocol::{ChunkParams, MAX_NAME_BYTES, MAX_PATH_BYTES, ParamError, ParameterNames};
 pub use scope::{AnonymousScope, BrowserScope, Scope, ScopeResolver};
 pub use settings::{DEFAULT_CHUNK_SUBDIR, Settings};
-pub use store::UploadMeta;
+pub use storage::upload_store::UploadMeta;
 pub use token::{MIN_SECRET_BYTES, Secret, TokenError, UploadKey, UploadToken};
 pub use uploads::{CompletedUpload, UploadStatus, Uploads, UploadsBuilder};
 pub use widget::Widget;

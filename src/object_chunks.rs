@@ -76,7 +76,8 @@ use std::sync::Arc;
 
 use crate::{
     UploadKey, UploadMeta,
-    ledger::{ChunkLedger, Claim, UploadState},
+    ledger::{ChunkLedger, Claim, RecordedChunk, UploadState},
+    storage::upload_store::Commit,
 };
 
 /// Chunk bodies up to this size are buffered and stored with one `PUT`; larger ones are
@@ -155,6 +156,13 @@ pub enum ObjectChunksError {
     /// The upload was removed (saved or expired) while the chunk came in.
     #[error("this upload no longer exists: send it again")]
     Gone,
+    /// The chunk shares bytes with a chunk recorded at another place or with another
+    /// size.
+    #[error("chunk {number} overlaps chunks of this upload recorded otherwise")]
+    Overlap {
+        /// The chunk number sent.
+        number: u64,
+    },
     /// The assembly's claim ran out and another server took it over (this one stopped).
     #[error("another server took the assembly of this upload over")]
     ClaimLost,
@@ -310,6 +318,28 @@ impl ObjectChunks {
         S: Stream<Item = Result<Bytes, E>> + Send,
         E: std::fmt::Display,
     {
+        self.store_chunk(key, meta, (number, len), body, Commit::Whole)
+            .await?;
+        self.finish(key).await
+    }
+
+    /// Stores and records chunk `number` as [`put_chunk`](Self::put_chunk) does, without
+    /// assembling: the bytes from `(number − 1)·chunk size`, `len` of them, or with
+    /// [`Commit::Prefix`] those that came before the body ended early (chunks that go in
+    /// as parts are all or nothing). `None` if the chunk was in before (then nothing is
+    /// read from `body`), else how many bytes are now recorded.
+    pub(crate) async fn store_chunk<S, E>(
+        &self,
+        key: &UploadKey,
+        meta: &UploadMeta,
+        (number, len): (u64, u64),
+        body: S,
+        commit: Commit,
+    ) -> Result<Option<u64>, ObjectChunksError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Send,
+        E: std::fmt::Display,
+    {
         let most = most_chunks(meta);
         if number == 0 || number > most {
             return Err(ObjectChunksError::BadNumber { number, most });
@@ -318,37 +348,50 @@ impl ObjectChunks {
         if known.total_size != meta.total_size || known.chunk_size != meta.chunk_size {
             return Err(ObjectChunksError::Mismatch);
         }
+        if self.ledger.holds(key, number, len).await? {
+            return Ok(None);
+        }
+        if self
+            .ledger
+            .clashes(key, meta.chunk_size, number, len)
+            .await?
+        {
+            return Err(ObjectChunksError::Overlap { number });
+        }
+        if let Some(parts) = self.parts_for(meta) {
+            return match self.put_part(parts, key, number, len, body).await? {
+                Some(part) => Ok(self
+                    .ledger
+                    .record(key, number, len, Some(&part))
+                    .await?
+                    .then_some(len)),
+                // The upload was completed meanwhile: a late duplicate.
+                None => Ok(None),
+            };
+        }
         // A duplicate that raced the first copy (both found the chunk missing) writes the
         // same bytes to the same object; if the upload was assembled meanwhile, its copy
-        // may land after the chunk objects were deleted and is deleted below.
-        let mut late_duplicate = false;
-        if !self.ledger.has(key, number).await? {
-            if let Some(parts) = self.parts_for(meta) {
-                match self.put_part(parts, key, number, len, body).await? {
-                    Some(part) => {
-                        self.ledger.record(key, number, len, Some(&part)).await?;
-                    }
-                    None => return self.finish(key).await,
-                }
-            } else {
-                let path = self.chunk_path(key, number);
-                self.write_object(&path, len, body).await?;
-                late_duplicate = !self.ledger.record(key, number, len, None).await?;
-                if late_duplicate && self.ledger.state(key).await?.is_none() {
-                    // The upload was saved or expired while this chunk came in.
-                    self.store.delete(&path).await.or_else(not_found_is_fine)?;
-                    return Err(ObjectChunksError::Gone);
-                }
+        // may land after the chunk objects were deleted and is deleted here.
+        let path = self.chunk_path(key, number);
+        let written = self.write_object(&path, len, body, commit).await?;
+        if written == 0 && len > 0 {
+            return Ok(Some(0));
+        }
+        if self.ledger.record(key, number, written, None).await? {
+            return Ok(Some(written));
+        }
+        match self.ledger.state(key).await? {
+            None => {
+                // The upload was saved or expired while this chunk came in.
+                self.store.delete(&path).await.or_else(not_found_is_fine)?;
+                Err(ObjectChunksError::Gone)
             }
+            Some(UploadState::Complete) => {
+                self.store.delete(&path).await.or_else(not_found_is_fine)?;
+                Ok(None)
+            }
+            Some(_) => Ok(None),
         }
-        let outcome = self.finish(key).await?;
-        if late_duplicate && outcome == ChunkOutcome::AlreadyComplete {
-            self.store
-                .delete(&self.chunk_path(key, number))
-                .await
-                .or_else(not_found_is_fine)?;
-        }
-        Ok(outcome)
     }
 
     /// Assembles the upload if every chunk is in and nobody else is at it: what the last
@@ -366,10 +409,9 @@ impl ObjectChunks {
             return Ok(ChunkOutcome::Recorded);
         };
         let parts = self.parts_for(&meta);
-        let mut chunk_count = 0;
+        let mut recorded = Vec::new();
         let assembly = async {
-            let count = self.check_chunks(key, &meta).await?;
-            chunk_count = count;
+            recorded = self.check_chunks(key, &meta).await?;
             match parts {
                 Some(parts) => self.complete_parts(parts, key, &meta).await,
                 // S3 has no multipart upload without a part: an empty file is a PUT.
@@ -379,7 +421,7 @@ impl ObjectChunks {
                     .await
                     .map(|_| ())
                     .map_err(ObjectChunksError::from),
-                None => self.assemble(key, count).await,
+                None => self.assemble(key, &recorded).await,
             }
         };
         // The claim is renewed while the assembly runs, however long the file takes.
@@ -415,7 +457,7 @@ impl ObjectChunks {
             if parts.is_none() {
                 // The upload is complete whatever happens to the chunk objects now; left
                 // over, they go with the upload (`remove`).
-                if let Err(e) = self.delete_chunks(key, chunk_count).await {
+                if let Err(e) = self.delete_chunks(key, &recorded).await {
                     tracing::warn!(%key, error = %e, "could not delete an assembled upload's chunks");
                 }
             }
@@ -426,27 +468,32 @@ impl ObjectChunks {
         }
     }
 
-    /// Checks that the ledger holds chunks 1..=n with no gap and that their sizes add up
-    /// to the file's size, before anything is assembled; returns n.
+    /// Checks that the chunks in the ledger tile the file, each starting where the one
+    /// before ends (chunk `n` at `(n − 1)·chunk size`) and the last ending at the file's
+    /// end, before anything is assembled; returns them in order.
     async fn check_chunks(
         &self,
         key: &UploadKey,
         meta: &UploadMeta,
-    ) -> Result<u64, ObjectChunksError> {
+    ) -> Result<Vec<RecordedChunk>, ObjectChunksError> {
         let recorded = self.ledger.chunks(key).await?;
-        for (expected, chunk) in (1..).zip(&recorded) {
-            if chunk.number != expected {
-                return Err(ObjectChunksError::MissingChunk(expected));
+        let mut end = 0u64;
+        for chunk in &recorded {
+            let start = (chunk.number - 1).saturating_mul(meta.chunk_size);
+            if start != end {
+                return Err(ObjectChunksError::MissingChunk(
+                    end / meta.chunk_size.max(1) + 1,
+                ));
             }
+            end = end.saturating_add(chunk.size);
         }
-        let size: u64 = recorded.iter().map(|c| c.size).sum();
-        if size != meta.total_size {
+        if end != meta.total_size || recorded.is_empty() {
             return Err(ObjectChunksError::Sizes {
                 chunks: recorded.len() as u64,
-                bytes: size,
+                bytes: end,
             });
         }
-        Ok(recorded.len() as u64)
+        Ok(recorded)
     }
 
     /// The whole assembled file (for tests and small files; stream large ones with the
@@ -521,14 +568,17 @@ impl ObjectChunks {
         Ok(expired)
     }
 
-    /// Writes exactly `len` bytes of `body` to `path`: one `PUT` when small, a multipart
-    /// upload otherwise (aborted if the body goes wrong).
+    /// Writes `len` bytes of `body` to `path`: one `PUT` when small, a multipart upload
+    /// otherwise. With [`Commit::Whole`] exactly `len` bytes must come (the upload is
+    /// aborted if the body goes wrong); with [`Commit::Prefix`] the bytes that came before
+    /// it ended early are kept (none: no object). Returns how many bytes were written.
     async fn write_object<S, E>(
         &self,
         path: &ObjectPath,
         len: u64,
         body: S,
-    ) -> Result<(), ObjectChunksError>
+        commit: Commit,
+    ) -> Result<u64, ObjectChunksError>
     where
         S: Stream<Item = Result<Bytes, E>> + Send,
         E: std::fmt::Display,
@@ -537,15 +587,20 @@ impl ObjectChunks {
         let mut buffer = BytesMut::new();
         let mut received: u64 = 0;
         let mut upload: Option<WriteMultipart> = None;
+        let mut ended = None;
         while let Some(piece) = body.next().await {
             let piece = match piece {
                 Ok(piece) => piece,
-                Err(e) => return abort(upload, ObjectChunksError::Body(e.to_string())).await,
+                Err(e) => {
+                    ended = Some(ObjectChunksError::Body(e.to_string()));
+                    break;
+                }
             };
-            received += piece.len() as u64;
-            if received > len {
-                return abort(upload, ObjectChunksError::TooLong { expected: len }).await;
+            if received + piece.len() as u64 > len {
+                ended = Some(ObjectChunksError::TooLong { expected: len });
+                break;
             }
+            received += piece.len() as u64;
             match upload.as_mut() {
                 Some(writer) => {
                     if let Err(e) = writer.wait_for_capacity(ASSEMBLY_PARTS_IN_FLIGHT).await {
@@ -566,25 +621,36 @@ impl ObjectChunks {
                 }
             }
         }
-        if received < len {
-            return abort(
-                upload,
-                ObjectChunksError::TooShort {
-                    got: received,
-                    expected: len,
-                },
-            )
-            .await;
+        if ended.is_none() && received < len {
+            ended = Some(ObjectChunksError::TooShort {
+                got: received,
+                expected: len,
+            });
+        }
+        if let Some(e) = ended
+            && (commit == Commit::Whole || received == 0)
+        {
+            let aborted = abort(upload, e).await;
+            return if commit == Commit::Prefix {
+                Ok(0)
+            } else {
+                aborted
+            };
         }
         match upload {
-            Some(writer) => writer.finish().await?,
+            Some(mut writer) => {
+                if !buffer.is_empty() {
+                    writer.put(buffer.freeze());
+                }
+                writer.finish().await?
+            }
             None => {
                 self.store
                     .put(path, PutPayload::from(buffer.freeze()))
                     .await?
             }
         };
-        Ok(())
+        Ok(received)
     }
 
     /// Sends chunk `number` as part `number - 1` of the upload's multipart upload
@@ -669,9 +735,14 @@ impl ObjectChunks {
     }
 
     /// Streams the chunk objects, in order, into the complete object.
-    async fn assemble(&self, key: &UploadKey, total_chunks: u64) -> Result<(), ObjectChunksError> {
-        let sources: Vec<_> = (1..=total_chunks)
-            .map(|number| self.chunk_path(key, number))
+    async fn assemble(
+        &self,
+        key: &UploadKey,
+        chunks: &[RecordedChunk],
+    ) -> Result<(), ObjectChunksError> {
+        let sources: Vec<_> = chunks
+            .iter()
+            .map(|chunk| self.chunk_path(key, chunk.number))
             .collect();
         concatenate(
             &*self.store,
@@ -681,7 +752,9 @@ impl ObjectChunks {
         )
         .await
         .map_err(|e| match e {
-            Concatenate::Missing(index) => ObjectChunksError::MissingChunk(index as u64 + 1),
+            Concatenate::Missing(index) => {
+                ObjectChunksError::MissingChunk(chunks.get(index).map_or(0, |c| c.number))
+            }
             Concatenate::Store(e) => e.into(),
         })
     }
@@ -689,10 +762,11 @@ impl ObjectChunks {
     async fn delete_chunks(
         &self,
         key: &UploadKey,
-        total_chunks: u64,
+        chunks: &[RecordedChunk],
     ) -> Result<(), ObjectChunksError> {
-        let paths: Vec<_> = (1..=total_chunks)
-            .map(|n| Ok(self.chunk_path(key, n)))
+        let paths: Vec<_> = chunks
+            .iter()
+            .map(|chunk| Ok(self.chunk_path(key, chunk.number)))
             .collect();
         self.delete_all(futures_util::stream::iter(paths).boxed())
             .await

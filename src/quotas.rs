@@ -24,6 +24,16 @@ pub(crate) struct Held {
     pub bytes: u64,
 }
 
+impl From<&crate::UploadMeta> for Held {
+    fn from(meta: &crate::UploadMeta) -> Self {
+        Self {
+            scope: meta.scope.clone(),
+            client: meta.client.clone(),
+            bytes: meta.total_size,
+        }
+    }
+}
+
 /// Uploads and bytes held.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Usage {

@@ -2,8 +2,36 @@
 //! browser claimed): what the endpoint checks at a field's first chunk and the form
 //! checks again before a save.
 
+use bytes::Bytes;
+use futures_util::{StreamExt, stream};
+use std::io;
+
+use crate::storage::upload_store::Body;
+
 /// How many of a file's first bytes its content type is judged from.
 pub const SNIFF_BYTES: usize = 8192;
+
+/// The first `at_least` bytes of `body` (fewer if it is shorter or breaks off), and the
+/// body again from its start: how the service looks at a file's type before any store
+/// sees its bytes.
+pub(crate) async fn peek(mut body: Body<'_>, at_least: usize) -> (Vec<u8>, Body<'_>) {
+    let mut seen: Vec<io::Result<Bytes>> = Vec::new();
+    let mut head = Vec::new();
+    while head.len() < at_least {
+        match body.next().await {
+            Some(Ok(piece)) => {
+                head.extend_from_slice(&piece);
+                seen.push(Ok(piece));
+            }
+            Some(Err(e)) => {
+                seen.push(Err(e));
+                break;
+            }
+            None => break,
+        }
+    }
+    (head, stream::iter(seen).chain(body).boxed())
+}
 
 /// The content type of bytes from a file's start: a known signature (magic number, via the
 /// `infer` crate), else HTML, SVG or XML by how the text starts, else `text/plain` for

@@ -3,24 +3,27 @@
 
 use axum::http::request::Parts;
 use bytes::Bytes;
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt, TryStreamExt};
 use serde::Serialize;
 use std::{collections::HashMap, io, path::PathBuf, sync::Arc, time::SystemTime};
 
-use crate::faults::fault_point;
 use crate::{
     ChunkParams, FileFieldError, Media, Scope, ScopeResolver, Secret, Settings, UploadError,
     UploadKey, UploadToken,
     browser::BrowserId,
     field::{FileFieldOptions, PendingUpload},
-    layout::Layout,
+    layout::{ChunkPlace, Layout, Mode},
     media::check_relative,
     pace::{BodyPace, Cut, drain, paced},
-    quotas::{Held, Quotas},
+    quotas::Quotas,
     rules::FieldRules,
     scope::BrowserScope,
-    store::{Mark, UploadMeta, WriteError, fs::FsStore},
-    upload::{Claim, Finish, Registry, Upload},
+    sniff::{SNIFF_BYTES, peek},
+    storage::{
+        FileStorage,
+        local::LocalUploads,
+        upload_store::{Body, Commit, Finish, StoreError, UploadMeta, UploadStore, Write},
+    },
 };
 
 /// Called once for each upload that becomes complete.
@@ -72,20 +75,31 @@ pub(crate) struct Inner {
     scope: Box<dyn ScopeResolver>,
     client_address: Box<ClientAddress>,
     pub(crate) on_complete: Vec<CompletionHook>,
-    /// Uploads in the default chunk directory.
-    registry: Registry,
-    /// Uploads in a field's own chunk directory (`CHUNKS_UPLOAD_TO`), by that directory.
-    field_registries: HashMap<&'static str, Registry>,
+    /// Where uploads are kept (chosen once, by the builder): the default chunk
+    /// directory's store, and each field's own (`CHUNKS_UPLOAD_TO`), by that directory.
+    stores: Stores,
     /// Registered field names, with their chunk directory (`None`: the default one).
     fields: HashMap<String, FieldRules>,
-    /// Uploads not yet saved, per scope, client address and in all.
-    quotas: Quotas,
     /// The media root with every chunk directory private (resolved once: it looks at
     /// the file system).
     media: Media,
-    /// Chunks and files on object storage, shared by several servers.
+    /// Where saved files are: the media root, or the object store.
+    files: Arc<dyn FileStorage>,
+    /// Chunks and files on object storage, for the model fields' saves.
     #[cfg(feature = "object-store")]
-    pub(crate) shared: Option<crate::shared::SharedStorage>,
+    pub(crate) shared: Option<crate::storage::object::SharedStorage>,
+}
+
+/// The upload stores of a service.
+struct Stores {
+    /// The default chunk directory's.
+    default: Arc<dyn UploadStore>,
+    /// Each field directory's.
+    fields: HashMap<&'static str, Arc<dyn UploadStore>>,
+    /// The store of a directory no field registered: none on local files (a field's
+    /// uploads go to its own directory), the one store on object storage (one prefix
+    /// for all).
+    unregistered: Option<Arc<dyn UploadStore>>,
 }
 
 /// Builds [`Uploads`]: see [`Uploads::builder`].
@@ -114,10 +128,8 @@ pub struct UploadsBuilder {
     on_complete: Vec<CompletionHook>,
     fields: HashMap<String, FieldRules>,
     #[cfg(feature = "object-store")]
-    pub(crate) shared: Option<crate::shared::SharedStorage>,
+    pub(crate) shared: Option<crate::storage::object::SharedStorage>,
 }
-
-use crate::sniff::SNIFF_BYTES;
 
 /// An upload whose every chunk is in, as passed to [`UploadsBuilder::on_complete`].
 ///
@@ -245,44 +257,87 @@ impl UploadsBuilder {
         self
     }
 
-    /// Opens the chunk directories (creating them) and returns the service.
+    /// Opens the upload stores (on local files: the chunk directories, created if
+    /// missing, counting the uploads already there) and returns the service.
     pub async fn build(self) -> io::Result<Uploads> {
-        let sync = self.settings.sync_data;
-        let store = FsStore::open(self.settings.chunk_dir(), sync).await?;
-        let mut field_registries = HashMap::new();
-        for dir in self
-            .fields
-            .values()
-            .filter_map(|f| f.chunks_upload_to.as_ref())
-        {
+        let mut dirs: Vec<&'static str> = Vec::new();
+        for dir in self.fields.values().filter_map(|f| f.chunks_upload_to) {
             check_relative(dir).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-            if !field_registries.contains_key(dir) {
-                let store = FsStore::open(self.settings.media_root.join(dir), sync).await?;
-                field_registries.insert(*dir, Registry::new(store));
+            if !dirs.contains(&dir) {
+                dirs.push(dir);
             }
         }
-        let quotas = Quotas::new(&self.settings);
-        let media = field_registries
-            .keys()
+        let media = dirs
+            .iter()
             .fold(self.settings.media(), |media, dir| media.with_private(dir));
-        let uploads = Uploads {
+        let quotas = Arc::new(Quotas::new(&self.settings));
+        let (stores, files) = self.stores(&dirs, quotas, &media).await?;
+        Ok(Uploads {
             inner: Arc::new(Inner {
-                quotas,
                 settings: self.settings,
                 secret: self.secret,
                 scope: self.scope,
                 client_address: self.client_address,
                 on_complete: self.on_complete,
-                registry: Registry::new(store),
+                stores,
                 media,
-                field_registries,
+                files,
                 fields: self.fields,
                 #[cfg(feature = "object-store")]
                 shared: self.shared,
             }),
+        })
+    }
+
+    /// The one place the storage is chosen: the object store when one was given, else
+    /// local files (one store per chunk directory).
+    async fn stores(
+        &self,
+        dirs: &[&'static str],
+        quotas: Arc<Quotas>,
+        media: &Media,
+    ) -> io::Result<(Stores, Arc<dyn FileStorage>)> {
+        #[cfg(feature = "object-store")]
+        if let Some(shared) = &self.shared {
+            let store: Arc<dyn UploadStore> = Arc::new(crate::storage::object::ObjectUploads::new(
+                shared.chunks.clone(),
+                quotas,
+            ));
+            let stores = Stores {
+                fields: dirs.iter().map(|dir| (*dir, store.clone())).collect(),
+                unregistered: Some(store.clone()),
+                default: store,
+            };
+            return Ok((stores, Arc::new(shared.files.clone())));
+        }
+        let settings = &self.settings;
+        let local = |path: PathBuf, dir: Option<&'static str>| {
+            let quotas = quotas.clone();
+            async move {
+                let store = LocalUploads::open(
+                    path,
+                    dir,
+                    settings.sync_data,
+                    quotas,
+                    settings.body_idle_timeout,
+                )
+                .await?;
+                Ok::<_, io::Error>(Arc::new(store) as Arc<dyn UploadStore>)
+            }
         };
-        uploads.count_open_uploads().await?;
-        Ok(uploads)
+        let mut fields = HashMap::new();
+        for dir in dirs {
+            fields.insert(
+                *dir,
+                local(settings.media_root.join(dir), Some(*dir)).await?,
+            );
+        }
+        let stores = Stores {
+            default: local(settings.chunk_dir(), None).await?,
+            fields,
+            unregistered: None,
+        };
+        Ok((stores, Arc::new(media.clone())))
     }
 }
 
@@ -361,12 +416,23 @@ impl Uploads {
     /// assert!(!storage.exists("docs/a.pdf").await.unwrap());
     /// # });
     /// ```
-    pub fn storage(&self) -> std::sync::Arc<dyn crate::storage::FileStorage> {
+    pub fn storage(&self) -> Arc<dyn FileStorage> {
+        self.inner.files.clone()
+    }
+
+    /// Whether chunks and files are on object storage, shared by several servers
+    /// ([`UploadsBuilder::object_storage`]).
+    pub fn is_shared(&self) -> bool {
         #[cfg(feature = "object-store")]
-        if let Some(storage) = self.shared_storage() {
-            return storage;
-        }
-        std::sync::Arc::new(self.media())
+        return self.inner.shared.is_some();
+        #[cfg(not(feature = "object-store"))]
+        false
+    }
+
+    /// Chunks and files on object storage, for the model fields' saves.
+    #[cfg(feature = "object-store")]
+    pub(crate) fn shared(&self) -> Option<&crate::storage::object::SharedStorage> {
+        self.inner.shared.as_ref()
     }
 
     /// The media root and URL, with every chunk directory marked private.
@@ -374,71 +440,46 @@ impl Uploads {
         self.inner.media.clone()
     }
 
-    /// Every chunk directory's uploads, with the directory (`None`: the default one).
-    pub(crate) fn registries(&self) -> Vec<(Option<&'static str>, &Registry)> {
-        std::iter::once((None, &self.inner.registry))
+    /// Every upload store once, with its chunk directory (`None`: the default one).
+    pub(crate) fn stores(&self) -> Vec<(Option<&'static str>, &Arc<dyn UploadStore>)> {
+        let stores = &self.inner.stores;
+        let mut all = vec![(None, &stores.default)];
+        for (dir, store) in &stores.fields {
+            if !all.iter().any(|(_, known)| Arc::ptr_eq(known, store)) {
+                all.push((Some(*dir), store));
+            }
+        }
+        all
+    }
+
+    /// Every local chunk directory (the default one and the fields' own).
+    pub(crate) fn chunk_dirs(&self) -> Vec<PathBuf> {
+        let settings = &self.inner.settings;
+        std::iter::once(settings.chunk_dir())
             .chain(
                 self.inner
-                    .field_registries
-                    .iter()
-                    .map(|(dir, registry)| (Some(*dir), registry)),
+                    .stores
+                    .fields
+                    .keys()
+                    .map(|dir| settings.media_root.join(dir)),
             )
             .collect()
     }
 
-    /// Counts the uploads already on disk (a restart keeps every limit).
-    async fn count_open_uploads(&self) -> io::Result<()> {
-        for (dir, registry) in self.registries() {
-            for (key, _, _) in registry.store.uploads().await? {
-                if let Some(stored) = registry.store.load(&key).await? {
-                    // Counted even past the limits: they exist; new ones wait.
-                    self.inner
-                        .quotas
-                        .force_hold((dir, key), Self::held(&stored.meta));
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// The upload quotas.
-    #[cfg(feature = "object-store")]
-    pub(crate) fn quotas(&self) -> &Quotas {
-        &self.inner.quotas
-    }
-
-    /// What an upload holds against the quotas.
-    fn held(meta: &UploadMeta) -> Held {
-        Held {
-            scope: meta.scope.clone(),
-            client: meta.client.clone(),
-            bytes: meta.total_size,
-        }
-    }
-
-    /// The `&'static` name of a field's chunk directory, as the registries know it.
-    fn field_dir(&self, dir: &str) -> Option<&'static str> {
-        self.inner
-            .field_registries
-            .get_key_value(dir)
-            .map(|(dir, _)| *dir)
-    }
-
-    /// Forgets an upload for the quotas (saved or removed).
-    pub(crate) fn close_open(&self, dir: Option<&'static str>, key: UploadKey) {
-        self.inner.quotas.release((dir, key));
-    }
-
     /// The uploads of a chunk directory: a field's own (`CHUNKS_UPLOAD_TO`) or the default.
-    pub(crate) fn registry(&self, chunks_upload_to: Option<&str>) -> Option<&Registry> {
+    pub(crate) fn store(&self, chunks_upload_to: Option<&str>) -> Option<&Arc<dyn UploadStore>> {
+        let stores = &self.inner.stores;
         match chunks_upload_to {
-            None => Some(&self.inner.registry),
-            Some(dir) => self.inner.field_registries.get(dir),
+            None => Some(&stores.default),
+            Some(dir) => stores.fields.get(dir).or(stores.unregistered.as_ref()),
         }
     }
 
-    /// The uploads a request is about, by the field it names, with their directory.
-    fn registry_for(&self, params: &ChunkParams) -> Result<(FieldRules, &Registry), UploadError> {
+    /// The uploads a request is about, by the field it names, with the field's rules.
+    fn store_for(
+        &self,
+        params: &ChunkParams,
+    ) -> Result<(FieldRules, &Arc<dyn UploadStore>), UploadError> {
         let rules =
             match &params.field {
                 None => FieldRules::NONE,
@@ -446,8 +487,8 @@ impl Uploads {
                     UploadError::BadRequest(format!("unknown upload field {name:?}"))
                 })?,
             };
-        self.registry(rules.chunks_upload_to)
-            .map(|registry| (rules, registry))
+        self.store(rules.chunks_upload_to)
+            .map(|store| (rules, store))
             .ok_or_else(|| UploadError::BadRequest("unknown upload field".into()))
     }
 
@@ -488,11 +529,6 @@ impl Uploads {
         Ok(layout)
     }
 
-    /// Refuses a request whose sizes disagree with the upload's earlier chunks.
-    fn check_same_upload(upload: &Upload, params: &ChunkParams) -> Result<(), UploadError> {
-        Self::check_sizes(&upload.meta, params)
-    }
-
     /// Refuses a request whose sizes disagree with the upload's metadata.
     pub(crate) fn check_sizes(meta: &UploadMeta, params: &ChunkParams) -> Result<(), UploadError> {
         let differs = |what: &str, was: u64| {
@@ -509,34 +545,56 @@ impl Uploads {
         Ok(())
     }
 
-    fn status(&self, scope: &Scope, upload: &Upload) -> UploadStatus {
-        let progress = upload.progress();
-        UploadStatus {
-            token: self.inner.secret.sign(scope, &upload.key),
-            complete: progress.complete,
-            chunks_received: progress.received,
-            total_chunks: progress.total_chunks,
-            size: upload.meta.total_size,
-            file_name: upload.meta.file_name.clone(),
+    /// A store's refusal or failure as the answer to the request for chunk `number`.
+    fn chunk_error(number: u64, e: StoreError) -> UploadError {
+        match e {
+            StoreError::Overlap(_) => UploadError::BadRequest(format!(
+                "chunk {number} disagrees with earlier chunks of this upload on where the \
+                 file ends"
+            )),
+            StoreError::Busy(e) => UploadError::Retry(e),
+            StoreError::Io(e) => UploadError::Unavailable(e),
+            other => UploadError::BadRequest(other.to_string()),
         }
     }
 
-    /// Completes the upload if every chunk is in, and tells the hooks if this call did it.
+    /// The status of an upload of `store`.
+    async fn status(
+        &self,
+        store: &Arc<dyn UploadStore>,
+        scope: &Scope,
+        key: &UploadKey,
+        meta: &UploadMeta,
+    ) -> Result<UploadStatus, StoreError> {
+        let progress = store.progress(key).await?;
+        let (chunks_received, total_chunks) = chunk_counts(meta, &progress);
+        Ok(UploadStatus {
+            token: self.inner.secret.sign(scope, key),
+            complete: progress.complete,
+            chunks_received,
+            total_chunks,
+            size: meta.total_size,
+            file_name: meta.file_name.clone(),
+        })
+    }
+
+    /// Completes the upload if every byte is in, and tells the hooks if this call did it.
     async fn finish(
         &self,
-        registry: &Registry,
+        store: &Arc<dyn UploadStore>,
         scope: &Scope,
-        upload: &Upload,
-    ) -> Result<(), UploadError> {
-        if upload.finish_if_all_in(&registry.store).await? == Finish::JustCompleted {
-            tracing::info!(key = %upload.key, size = upload.meta.total_size, "upload complete");
+        key: &UploadKey,
+        meta: &UploadMeta,
+    ) -> Result<(), StoreError> {
+        if store.complete(key).await? == Finish::JustCompleted {
+            tracing::info!(%key, size = meta.total_size, "upload complete");
             if !self.inner.on_complete.is_empty() {
                 let done = CompletedUpload {
-                    key: upload.key,
+                    key: *key,
                     scope: scope.clone(),
-                    token: self.inner.secret.sign(scope, &upload.key),
-                    meta: upload.meta.clone(),
-                    path: registry.store.data_path(&upload.key),
+                    token: self.inner.secret.sign(scope, key),
+                    meta: meta.clone(),
+                    path: store.location(key),
                 };
                 for hook in &self.inner.on_complete {
                     hook(&done);
@@ -544,6 +602,13 @@ impl Uploads {
             }
         }
         Ok(())
+    }
+
+    /// The layout of the request's file and the place of its chunk, checked.
+    fn place(&self, params: &ChunkParams) -> Result<ChunkPlace, UploadError> {
+        self.layout(params)?
+            .place(params.chunk_number, params.current_chunk_size)
+            .map_err(|e| UploadError::BadRequest(e.to_string()))
     }
 
     /// Answers a test request: the status if the chunk (or the whole upload) is stored,
@@ -585,28 +650,33 @@ impl Uploads {
         scope: &Scope,
         params: &ChunkParams,
     ) -> Result<Option<UploadStatus>, UploadError> {
-        let layout = self.layout(params)?;
-        let place = layout
-            .place(params.chunk_number, params.current_chunk_size)
-            .map_err(|e| UploadError::BadRequest(e.to_string()))?;
-        let (rules, registry) = self.registry_for(params)?;
+        let place = self.place(params)?;
+        let (rules, store) = self.store_for(params)?;
         rules.check_size(params.total_size)?;
-        #[cfg(feature = "object-store")]
-        if let Some(shared) = self.shared() {
-            return self.test_chunk_shared(shared, scope, params).await;
-        }
+        let number = params.chunk_number;
         let key = UploadKey::derive(scope, &params.identifier);
-        let Some(upload) = registry.find(key).await? else {
+        let Some(meta) = store
+            .find(&key)
+            .await
+            .map_err(|e| Self::chunk_error(number, e))?
+        else {
             return Ok(None);
         };
-        Self::check_same_upload(&upload, params)?;
-        // Finishes an upload whose completion was cut short (a crash, a full disk).
-        self.finish(registry, scope, &upload).await?;
-        if upload.has_chunk(params.chunk_number, place.implies)? {
-            Ok(Some(self.status(scope, &upload)))
-        } else {
-            Ok(None)
-        }
+        Self::check_sizes(&meta, params)?;
+        let answer = async {
+            // Finishes an upload whose completion was cut short (a crash, a full disk, a
+            // server that died while assembling it).
+            self.finish(store, scope, &key, &meta).await?;
+            if store
+                .has(&key, place.offset..place.offset + place.len)
+                .await?
+            {
+                self.status(store, scope, &key, &meta).await.map(Some)
+            } else {
+                Ok(None)
+            }
+        };
+        answer.await.map_err(|e| Self::chunk_error(number, e))
     }
 
     /// Stores one chunk read from `body`, which must hold exactly the announced number of
@@ -640,13 +710,24 @@ impl Uploads {
         S: Stream<Item = Result<Bytes, E>> + Send,
         E: std::fmt::Display + Send,
     {
-        let layout = self.layout(params)?;
-        let place = layout
-            .place(params.chunk_number, params.current_chunk_size)
-            .map_err(|e| UploadError::BadRequest(e.to_string()))?;
-        let (rules, registry) = self.registry_for(params)?;
+        let place = self.place(params)?;
+        let (rules, store) = self.store_for(params)?;
         rules.check_size(params.total_size)?;
-        let dir = rules.chunks_upload_to;
+        let number = params.chunk_number;
+        let mut body: Body<'_> = body.map_err(|e| io::Error::other(e.to_string())).boxed();
+        if place.offset == 0 && !rules.content_types.is_empty() {
+            // The file's first bytes are checked before anything is stored.
+            let head;
+            (head, body) = peek(body, SNIFF_BYTES.min(place.len as usize)).await;
+            if let Some(reason) = cut.get() {
+                // Too slow to show its type: the client may try again.
+                return Err(UploadError::Retry(reason.to_string()));
+            }
+            if let Err(e) = rules.check_head(&head) {
+                drain(body, place.len, self.pace()).await;
+                return Err(e);
+            }
+        }
         let key = UploadKey::derive(scope, &params.identifier);
         let meta = UploadMeta {
             scope: scope.as_str().to_owned(),
@@ -662,80 +743,29 @@ impl Uploads {
             instance: uuid::Uuid::new_v4().simple().to_string(),
             client: scope.client().map(str::to_owned),
         };
-        #[cfg(feature = "object-store")]
-        if let Some(shared) = self.shared() {
-            return self
-                .receive_chunk_shared(shared, scope, (rules, place), params, meta, (body, cut))
-                .await;
-        }
-        if registry.find(key).await?.is_none() {
-            self.inner
-                .quotas
-                .try_hold((dir, key), Self::held(&meta))
-                .map_err(UploadError::BadRequest)?;
-            let free = registry
-                .store
-                .free_space()
-                .inspect_err(|_| self.close_open(dir, key))?;
-            if let Some(free) = free
-                && free < meta.total_size
-            {
-                self.close_open(dir, key);
-                return Err(UploadError::BadRequest(format!(
-                    "the server has not enough free space for this file ({} bytes; {free} \
-                     free): try again later or with a smaller file",
-                    meta.total_size
-                )));
-            }
-        }
-        let upload = match registry.find_or_create(key, &meta).await {
-            Ok(upload) => upload,
-            Err(e) => {
-                if registry.find(key).await.ok().flatten().is_none() {
-                    self.close_open(dir, key);
-                }
-                return Err(e);
-            }
-        };
-        Self::check_same_upload(&upload, params)?;
-        let idle = self.inner.settings.body_idle_timeout;
-        match upload
-            .claim(params.chunk_number, place.implies, idle)
-            .await?
-        {
+        let meta = store
+            .open(&key, &meta)
+            .await
+            .map_err(|e| Self::chunk_error(number, e))?;
+        Self::check_sizes(&meta, params)?;
+        let range = place.offset..place.offset + place.len;
+        match store.write(&key, range, &mut body, Commit::Whole).await {
             // A duplicate gets the same time as a chunk that is written.
-            Claim::Stored => drain(body, place.len, self.pace()).await,
-            Claim::Write(claim) => {
-                registry
-                    .store
-                    .write_chunk(&key, place.offset, place.len, body)
-                    .await
-                    .map_err(|e| match (e, cut.get()) {
-                        // Too slow or stalled: the client may send the chunk again.
-                        (_, Some(slow)) => UploadError::Retry(slow.to_string()),
-                        (WriteError::Io(e), None) => UploadError::Unavailable(e),
-                        (other, None) => UploadError::BadRequest(other.to_string()),
-                    })?;
-                fault_point!("chunk-written");
-                if place.offset == 0 && !rules.content_types.is_empty() {
-                    // The file's first bytes are in: refuse a type the field does not
-                    // take now rather than after the whole file (the chunk stays
-                    // unmarked, so the upload can never complete).
-                    let sample = SNIFF_BYTES.min(place.len as usize);
-                    let head = registry.store.read_head(&key, sample).await?;
-                    rules.check_head(&head)?;
-                }
-                let mark = Mark::for_mode(place.implies);
-                registry
-                    .store
-                    .mark(&key, params.chunk_number, mark as u8)
-                    .await?;
-                claim.record(mark);
-                fault_point!("chunk-marked");
+            Ok(Write::Stored) => drain(body, place.len, self.pace()).await,
+            Ok(Write::Wrote(_)) => {}
+            Err(e) => {
+                return Err(match cut.get() {
+                    // Too slow or stalled: the client may send the chunk again.
+                    Some(slow) => UploadError::Retry(slow.to_string()),
+                    None => Self::chunk_error(number, e),
+                });
             }
         }
-        self.finish(registry, scope, &upload).await?;
-        Ok(self.status(scope, &upload))
+        let answer = async {
+            self.finish(store, scope, &key, &meta).await?;
+            self.status(store, scope, &key, &meta).await
+        };
+        answer.await.map_err(|e| Self::chunk_error(number, e))
     }
 
     /// The completed upload `token` names, checked for the user of `scope`, in the chunk
@@ -748,35 +778,30 @@ impl Uploads {
         chunks_upload_to: Option<&'static str>,
     ) -> Result<PendingUpload, FileFieldError> {
         let key = self.inner.secret.verify(scope, token)?;
-        #[cfg(feature = "object-store")]
-        if let Some(shared) = self.shared() {
-            return self.pending_upload_shared(shared, scope, key).await;
-        }
-        let registry = self
-            .registry(chunks_upload_to)
+        let store = self
+            .store(chunks_upload_to)
             .ok_or(FileFieldError::NotRegistered(
                 chunks_upload_to.unwrap_or_default(),
             ))?;
-        let io = |e: UploadError| FileFieldError::Io(io::Error::other(e.to_string()));
-        let upload = registry
-            .find(key)
+        let meta = store
+            .find(&key)
             .await
-            .map_err(io)?
+            .map_err(field_error)?
             .ok_or(FileFieldError::UnknownUpload)?;
-        self.finish(registry, scope, &upload).await.map_err(io)?;
-        let progress = upload.progress();
+        self.finish(store, scope, &key, &meta)
+            .await
+            .map_err(field_error)?;
+        let progress = store.progress(&key).await.map_err(field_error)?;
         if !progress.complete {
-            return Err(FileFieldError::Incomplete {
-                received: progress.received,
-                total: progress.total_chunks,
-            });
+            let (received, total) = chunk_counts(&meta, &progress);
+            return Err(FileFieldError::Incomplete { received, total });
         }
         Ok(PendingUpload {
             uploads: self.clone(),
             chunks_upload_to,
             key,
-            meta: upload.meta.clone(),
-            data_path: registry.store.data_path(&key),
+            meta,
+            data_path: store.location(&key),
         })
     }
 
@@ -789,19 +814,17 @@ impl Uploads {
         chunks_upload_to: Option<&str>,
     ) -> Result<UploadStatus, FileFieldError> {
         let key = self.inner.secret.verify(scope, token)?;
-        #[cfg(feature = "object-store")]
-        if let Some(shared) = self.shared() {
-            return self.upload_status_shared(shared, scope, key).await;
-        }
-        let registry = self
-            .registry(chunks_upload_to)
+        let store = self
+            .store(chunks_upload_to)
             .ok_or(FileFieldError::UnknownUpload)?;
-        let upload = registry
-            .find(key)
+        let meta = store
+            .find(&key)
             .await
-            .map_err(|e| FileFieldError::Io(io::Error::other(e.to_string())))?
+            .map_err(field_error)?
             .ok_or(FileFieldError::UnknownUpload)?;
-        Ok(self.status(scope, &upload))
+        self.status(store, scope, &key, &meta)
+            .await
+            .map_err(field_error)
     }
 
     /// Removes a saved upload's files from its chunk directory and forgets it: its token
@@ -811,15 +834,49 @@ impl Uploads {
         chunks_upload_to: Option<&str>,
         key: UploadKey,
     ) -> io::Result<()> {
-        let Some(registry) = self.registry(chunks_upload_to) else {
+        let Some(store) = self.store(chunks_upload_to) else {
             return Ok(());
         };
-        registry.forget(key);
-        let removed = registry.store.remove(&key).await;
-        registry.removed(key);
-        if removed.is_ok() {
-            self.close_open(chunks_upload_to.and_then(|dir| self.field_dir(dir)), key);
-        }
-        removed
+        store.remove(&key).await.map_err(|e| match e {
+            StoreError::Io(e) => e,
+            other => io::Error::other(other.to_string()),
+        })
     }
+}
+
+/// A store's failure as a form field's error: an upload gone meanwhile is unknown.
+pub(crate) fn field_error(e: StoreError) -> FileFieldError {
+    match e {
+        StoreError::Io(e) if e.kind() == io::ErrorKind::NotFound => FileFieldError::UnknownUpload,
+        StoreError::Busy(_) => FileFieldError::UnknownUpload,
+        StoreError::Io(e) => FileFieldError::Io(e),
+        other => FileFieldError::Io(io::Error::other(other.to_string())),
+    }
+}
+
+/// Chunks received and chunks in the whole file, as the answers count them: which of the
+/// client's two ways of cutting the file it uses shows once the range ending at the
+/// file's end is in (or every byte).
+fn chunk_counts(
+    meta: &UploadMeta,
+    progress: &crate::storage::upload_store::Progress,
+) -> (u64, u64) {
+    if progress.complete {
+        return (progress.ranges, progress.ranges);
+    }
+    let Ok(layout) = Layout::new(meta.total_size, meta.chunk_size) else {
+        return (progress.ranges, progress.ranges);
+    };
+    let mode = progress
+        .tail
+        .as_ref()
+        .and_then(|tail| {
+            let number = tail.start / meta.chunk_size + 1;
+            layout.place(number, tail.end - tail.start).ok()?.implies
+        })
+        .unwrap_or(Mode::Standard);
+    (
+        progress.ranges,
+        layout.chunk_count(mode).max(progress.ranges),
+    )
 }

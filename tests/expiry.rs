@@ -63,7 +63,7 @@ fn chunk_files(media: &tempfile::TempDir) -> usize {
 async fn an_unfinished_upload_idle_past_its_limit_is_removed_and_starts_anew() {
     let (media, uploads) = service(|_| {}).await;
     half_upload(&uploads, "idle").await;
-    assert_eq!(chunk_files(&media), 3, "meta, marks, part");
+    assert_eq!(chunk_files(&media), 3, "meta, ranges, part");
     let now = SystemTime::now();
 
     let early = uploads.expire_as_of(now + 23 * HOUR).await.unwrap();
@@ -197,7 +197,7 @@ async fn files_of_an_upload_whose_metadata_is_gone_expire_like_an_unfinished_upl
         .find(|f| f.extension().is_some_and(|e| e == "meta"))
         .unwrap();
     std::fs::remove_file(chunks.join(meta)).unwrap();
-    assert_eq!(chunk_files(&media), 2, "marks and part left");
+    assert_eq!(chunk_files(&media), 2, "ranges and part left");
 
     let soon = uploads
         .expire_as_of(SystemTime::now() + HOUR)

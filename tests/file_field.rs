@@ -155,7 +155,7 @@ async fn insert_moves_the_upload_into_place_and_clears_its_chunks(backend: Backe
     assert_eq!(
         f.chunk_files("resumable_chunks").len(),
         3,
-        "meta, marks, data"
+        "meta, ranges, data"
     );
 
     let saved = f.insert_document("Report", &token).await;

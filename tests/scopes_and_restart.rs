@@ -56,7 +56,7 @@ async fn on_disk_names_are_derived_and_the_file_name_is_kept_as_metadata() {
             stem.len() == 32 && stem.bytes().all(|b| b.is_ascii_hexdigit()),
             "{name}"
         );
-        assert!(["data", "marks", "meta"].contains(&ext), "{name}");
+        assert!(["data", "meta", "ranges"].contains(&ext), "{name}");
     }
     let meta_path = upload.stored_path(media.path()).with_extension("meta");
     let meta: serde_json::Value =

@@ -27,8 +27,8 @@ use super::{
 use crate::{
     UploadKey,
     ledger::{Reserved, SaveDestination, UploadState},
-    shared::SharedStorage,
     storage::FileStorage,
+    storage::object::SharedStorage,
 };
 
 /// Attempts at a unique name before giving up.

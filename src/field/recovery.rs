@@ -64,12 +64,7 @@ impl Uploads {
             return super::object_save::recover(shared, db).await;
         }
         let mut report = RecoveryReport::default();
-        let chunk_dirs: Vec<PathBuf> = self
-            .registries()
-            .iter()
-            .map(|(_, registry)| registry.store.dir().to_owned())
-            .collect();
-        for chunk_dir in chunk_dirs {
+        for chunk_dir in self.chunk_dirs() {
             let saving = chunk_dir.join("saving");
             // Every stored row gets its file first; only then does an upload's data go
             // (one upload may have several saves, each with its reservation).
@@ -109,10 +104,10 @@ impl Uploads {
         key: UploadKey,
         instance: &str,
     ) -> bool {
-        let Some(registry) = self.registry(chunks_upload_to) else {
+        let Some(store) = self.store(chunks_upload_to) else {
             return false;
         };
-        matches!(registry.store.load(&key).await, Ok(Some(stored)) if stored.meta.instance == instance)
+        matches!(store.find(&key).await, Ok(Some(meta)) if meta.instance == instance)
     }
 
     /// Looks at one reservation: if its row is stored, puts the file in place and returns
@@ -168,7 +163,7 @@ impl Uploads {
                 return Ok(None);
             }
         }
-        let Some(registry) = self.registry(chunks_upload_to.as_deref()) else {
+        let Some(store) = self.store(chunks_upload_to.as_deref()) else {
             report.left += 1;
             return Ok(None);
         };
@@ -177,7 +172,7 @@ impl Uploads {
             .await;
         let target = self.settings().media_root.join(&reservation.path);
         let kept = moves::kept_data_path(saving, &key, &reservation.instance);
-        let data = registry.store.data_path(&key);
+        let data = store.location(&key);
         let linked = blocking(move || {
             if target.try_exists().map_err(io_error)? {
                 return Ok(true);

@@ -64,39 +64,14 @@ impl PendingUpload {
 
     /// The file's first `n` bytes (fewer if it is shorter), wherever it is kept.
     pub async fn head(&self, n: usize) -> Result<Vec<u8>, super::FileFieldError> {
-        let gone = |e: io::Error| match e.kind() {
-            // Saved or expired meanwhile.
-            io::ErrorKind::NotFound => super::FileFieldError::UnknownUpload,
-            _ => super::FileFieldError::Io(e),
-        };
-        #[cfg(feature = "object-store")]
-        if let Some(shared) = self.uploads.shared() {
-            use object_store::ObjectStoreExt;
-            let end = self.meta.total_size.min(n as u64);
-            if end == 0 {
-                return Ok(Vec::new());
-            }
-            let bytes = shared
-                .chunks
-                .store()
-                .get_range(&shared.chunks.complete_path(&self.key), 0..end)
-                .await
-                .map_err(|e| gone(crate::storage::object::to_io(e)))?;
-            return Ok(bytes.to_vec());
-        }
-        let path = self.data_path.clone();
-        tokio::task::spawn_blocking(move || -> io::Result<Vec<u8>> {
-            use std::io::Read;
-            let mut head = Vec::with_capacity(n);
-            std::fs::File::open(path)?
-                .take(n as u64)
-                .read_to_end(&mut head)?;
-            Ok(head)
-        })
-        .await
-        .map_err(io::Error::other)
-        .and_then(|read| read)
-        .map_err(gone)
+        let store = self
+            .uploads
+            .store(self.chunks_upload_to)
+            .ok_or(super::FileFieldError::UnknownUpload)?;
+        store
+            .head(&self.key, n)
+            .await
+            .map_err(crate::uploads::field_error)
     }
 }
 

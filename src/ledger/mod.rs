@@ -532,6 +532,57 @@ impl ChunkLedger {
         Ok(self.db.query_one(&select).await?.is_some())
     }
 
+    /// Whether chunk `number` is in with `size` bytes.
+    #[cfg(feature = "object-store")]
+    pub(crate) async fn holds(
+        &self,
+        key: &UploadKey,
+        number: u64,
+        size: u64,
+    ) -> Result<bool, DbErr> {
+        let select = Query::select()
+            .expr(Expr::val(1))
+            .from(ResumableChunk::Table)
+            .and_where(Expr::col(ResumableChunk::UploadKey).eq(key_text(key)))
+            .and_where(Expr::col(ResumableChunk::Number).eq(as_i64(number)?))
+            .and_where(Expr::col(ResumableChunk::Size).eq(as_i64(size)?))
+            .to_owned();
+        Ok(self.db.query_one(&select).await?.is_some())
+    }
+
+    /// Whether a chunk other than `number` of `size` bytes shares a byte with it, in an
+    /// upload of chunks of `chunk_size` (chunk `n` starts at `(n − 1)·chunk_size`).
+    #[cfg(feature = "object-store")]
+    pub(crate) async fn clashes(
+        &self,
+        key: &UploadKey,
+        chunk_size: u64,
+        number: u64,
+        size: u64,
+    ) -> Result<bool, DbErr> {
+        let start = (number - 1).saturating_mul(chunk_size);
+        let end = start.saturating_add(size);
+        let chunk_bytes = as_i64(chunk_size)?;
+        let chunk_start = || Expr::col(ResumableChunk::Number).sub(1).mul(chunk_bytes);
+        let select = Query::select()
+            .expr(Expr::val(1))
+            .from(ResumableChunk::Table)
+            .and_where(Expr::col(ResumableChunk::UploadKey).eq(key_text(key)))
+            .and_where(
+                Expr::col(ResumableChunk::Number)
+                    .ne(as_i64(number)?)
+                    .or(Expr::col(ResumableChunk::Size).ne(as_i64(size)?)),
+            )
+            .and_where(chunk_start().lt(as_i64(end)?))
+            .and_where(
+                chunk_start()
+                    .add(Expr::col(ResumableChunk::Size))
+                    .gt(as_i64(start)?),
+            )
+            .to_owned();
+        Ok(self.db.query_one(&select).await?.is_some())
+    }
+
     /// How many chunks are in.
     pub async fn count(&self, key: &UploadKey) -> Result<u64, DbErr> {
         let select = Query::select()

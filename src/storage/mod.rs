@@ -27,8 +27,12 @@
 //! # });
 //! ```
 
+pub(crate) mod local;
 #[cfg(feature = "object-store")]
 pub mod object;
+#[cfg(all(test, feature = "object-store"))]
+mod suite;
+pub(crate) mod upload_store;
 
 use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt, stream::BoxStream};

@@ -1,12 +1,13 @@
-//! The per-upload state machine: which chunks are in, who is writing which chunk, and the
-//! one moment the upload becomes complete.
+//! The in-process state of local uploads: which ranges are in, which are being written
+//! by whom, and the one moment an upload becomes complete.
 //!
 //! One [`Upload`] value exists per upload key in a process ([`Registry`]), loaded from the
-//! store on first use, so a restarted server carries on where the last one stopped.
+//! files on first use, so a restarted server carries on where the last one stopped.
 //! Within it:
-//! * a chunk is written by one request at a time ([`Upload::claim`]); a duplicate that
-//!   arrives meanwhile waits, then finds the chunk stored and writes nothing;
-//! * a chunk counts only once all its bytes are written and it is marked in the store;
+//! * a range is written by one request at a time ([`Upload::claim`]); a duplicate that
+//!   arrives meanwhile waits, then finds the range stored and writes nothing; a write
+//!   overlapping another otherwise than exactly is refused;
+//! * a range counts only once all its bytes are written and recorded in the files;
 //! * completion is decided under a lock and done once ([`Upload::finish_if_all_in`]).
 //!
 //! Everything an [`Upload`] knows is on disk before it is in memory, so the registry
@@ -15,16 +16,18 @@
 
 use std::{
     collections::{HashMap, HashSet},
+    io,
+    ops::Range,
     sync::{Arc, Mutex, MutexGuard},
     time::{Duration, Instant},
 };
 use tokio::sync::{Notify, OnceCell};
 
+use super::files::{FsStore, StoredUpload};
 use crate::faults::fault_point;
 use crate::{
-    UploadError, UploadKey,
-    layout::{Layout, Mode},
-    store::{Mark, UploadMeta, fs::FsStore, fs::StoredUpload},
+    UploadKey,
+    storage::upload_store::{Finish, Progress, RangeSet, StoreError, UploadMeta, overlaps_any},
 };
 
 /// One upload, shared by every request about it in this process.
@@ -32,9 +35,8 @@ use crate::{
 pub(crate) struct Upload {
     pub key: UploadKey,
     pub meta: UploadMeta,
-    pub layout: Layout,
     state: Mutex<State>,
-    /// Woken when a chunk claim is released.
+    /// Woken when a range claim is released.
     released: Notify,
     /// Held while the upload is being marked complete.
     finishing: tokio::sync::Mutex<()>,
@@ -42,14 +44,10 @@ pub(crate) struct Upload {
 
 #[derive(Debug)]
 struct State {
-    /// One byte per chunk number: 0, or the [`Mark`] it was recorded with.
-    marks: Vec<u8>,
-    /// Number of non-zero marks.
-    received: u64,
-    /// The mode proven by recorded chunks.
-    mode: Option<Mode>,
-    /// Chunk numbers being written now, with the mode each would prove.
-    writing: HashMap<u64, Option<Mode>>,
+    /// The ranges recorded.
+    received: RangeSet,
+    /// Ranges being written now.
+    writing: Vec<Range<u64>>,
     complete: bool,
     /// Removed by expiry: requests still holding this value must not write to it.
     expired: bool,
@@ -57,70 +55,39 @@ struct State {
     used: Instant,
 }
 
-/// What is known of an upload at one moment, for answers to the client.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Progress {
-    pub complete: bool,
-    pub received: u64,
-    pub total_chunks: u64,
-}
-
-/// The outcome of asking to write a chunk.
+/// The outcome of asking to write a range.
 pub(crate) enum Claim<'a> {
-    /// The chunk was stored before: nothing to write.
+    /// The range was stored before: nothing to write.
     Stored,
-    /// This request writes the chunk; dropping the claim releases it.
-    Write(ChunkClaim<'a>),
+    /// This request writes the range; dropping the claim releases it.
+    Write(RangeClaim<'a>),
 }
 
-/// The right to write one chunk. Released on drop, whatever happened.
-pub(crate) struct ChunkClaim<'a> {
+/// The right to write one range. Released on drop, whatever happened.
+pub(crate) struct RangeClaim<'a> {
     upload: &'a Upload,
-    number: u64,
-}
-
-/// Whether this call made the upload complete.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Finish {
-    NotYet,
-    AlreadyComplete,
-    JustCompleted,
+    range: Range<u64>,
 }
 
 impl Upload {
     fn new(
         key: UploadKey,
         meta: UploadMeta,
-        stored: Option<(Vec<u8>, bool)>,
-    ) -> Result<Self, UploadError> {
-        let layout = Layout::new(meta.total_size, meta.chunk_size)
-            .map_err(|e| UploadError::Unavailable(std::io::Error::other(e)))?;
-        let slots = layout.slots() as usize;
-        let (marks, complete) = stored.unwrap_or_else(|| (vec![0; slots], false));
-        if marks.len() != slots {
-            return Err(UploadError::Unavailable(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!(
-                    "chunk record of upload {key} has {} bytes, expected {slots}",
-                    marks.len()
-                ),
-            )));
-        }
-        let mut mode = None;
-        let mut received = 0;
-        for mark in marks.iter().filter_map(|&b| Mark::from_byte(b)) {
-            received += 1;
-            mode = mode.or(mark.mode());
-        }
+        stored: Option<(Vec<Range<u64>>, bool)>,
+    ) -> io::Result<Self> {
+        let (ranges, complete) = stored.unwrap_or_default();
+        let received = RangeSet::from_ranges(ranges).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("the ranges recorded for upload {key} overlap"),
+            )
+        })?;
         Ok(Self {
             key,
             meta,
-            layout,
             state: Mutex::new(State {
-                marks,
                 received,
-                mode,
-                writing: HashMap::new(),
+                writing: Vec::new(),
                 complete,
                 expired: false,
                 used: Instant::now(),
@@ -143,42 +110,23 @@ impl Upload {
         state
     }
 
-    /// Refuses a chunk that proves a different mode than the chunks recorded or being
-    /// written.
-    fn check_mode(state: &State, number: u64, implies: Option<Mode>) -> Result<(), UploadError> {
-        let Some(mode) = implies else { return Ok(()) };
-        let other = state
-            .mode
-            .into_iter()
-            .chain(state.writing.values().flatten().copied())
-            .any(|m| m != mode);
-        if other {
-            return Err(UploadError::BadRequest(format!(
-                "chunk {number} disagrees with earlier chunks of this upload on where the file ends"
-            )));
-        }
-        Ok(())
-    }
-
-    /// Whether chunk `number` is stored (or the whole upload complete). A chunk whose size
-    /// proves another mode than the stored chunks is refused.
-    pub fn has_chunk(&self, number: u64, implies: Option<Mode>) -> Result<bool, UploadError> {
+    /// Whether `range` is stored (or the whole upload complete). A range overlapping
+    /// what is stored or being written otherwise than exactly is refused.
+    pub fn has(&self, range: &Range<u64>) -> Result<bool, StoreError> {
         let state = self.state();
-        if state.complete {
+        if state.complete || state.received.holds(range) {
             return Ok(true);
         }
-        Self::check_mode(&state, number, implies)?;
-        Ok(state.marks[(number - 1) as usize] != 0)
+        let other_write = state.writing.iter().filter(|w| *w != range);
+        if state.received.overlaps(range) || overlaps_any(other_write, range) {
+            return Err(StoreError::Overlap(range.clone()));
+        }
+        Ok(false)
     }
 
-    /// Asks to write chunk `number`. Waits while another request writes the same chunk,
-    /// for at most `wait` (then: retry later).
-    pub async fn claim(
-        &self,
-        number: u64,
-        implies: Option<Mode>,
-        wait: Duration,
-    ) -> Result<Claim<'_>, UploadError> {
+    /// Asks to write `range`. Waits while another request writes the same range, for at
+    /// most `wait` (then: try again later).
+    pub async fn claim(&self, range: Range<u64>, wait: Duration) -> Result<Claim<'_>, StoreError> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let released = self.released.notified();
@@ -187,31 +135,37 @@ impl Upload {
             {
                 let mut state = self.state();
                 if state.expired {
-                    return Err(UploadError::Retry(
+                    return Err(StoreError::Busy(
                         "this upload expired and was removed; send it again".into(),
                     ));
                 }
-                if state.complete || state.marks[(number - 1) as usize] != 0 {
+                if state.complete || state.received.holds(&range) {
                     return Ok(Claim::Stored);
                 }
-                if !state.writing.contains_key(&number) {
-                    Self::check_mode(&state, number, implies)?;
-                    state.writing.insert(number, implies);
-                    return Ok(Claim::Write(ChunkClaim {
+                if state.received.overlaps(&range) {
+                    return Err(StoreError::Overlap(range.clone()));
+                }
+                if !state.writing.contains(&range) {
+                    if overlaps_any(&state.writing, &range) {
+                        return Err(StoreError::Overlap(range.clone()));
+                    }
+                    state.writing.push(range.clone());
+                    return Ok(Claim::Write(RangeClaim {
                         upload: self,
-                        number,
+                        range,
                     }));
                 }
             }
             if tokio::time::timeout_at(deadline, released).await.is_err() {
-                return Err(UploadError::Retry(format!(
-                    "chunk {number} is being received by another request, try again"
+                return Err(StoreError::Busy(format!(
+                    "bytes {}..{} are being received by another request, try again",
+                    range.start, range.end
                 )));
             }
         }
     }
 
-    /// Marks the upload expired unless a chunk is being written now; true if it is now
+    /// Marks the upload expired unless a range is being written now; true if it is now
     /// expired (and so will never be written again through this value).
     pub fn expire(&self) -> bool {
         let mut state = self.state();
@@ -227,21 +181,25 @@ impl Upload {
         let state = self.state();
         Progress {
             complete: state.complete,
-            received: state.received,
-            total_chunks: self
-                .layout
-                .chunk_count(state.mode.unwrap_or(Mode::Standard)),
+            ranges: state.received.len(),
+            tail: state.received.tail(self.meta.total_size),
         }
+    }
+
+    /// The ranges received, in order.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub fn received(&self) -> Vec<Range<u64>> {
+        self.state().received.ranges().to_vec()
     }
 
     fn all_in(&self) -> bool {
         let state = self.state();
-        !state.complete && self.layout.needed(state.mode) == Some(state.received)
+        !state.complete && state.received.tiles(self.meta.total_size)
     }
 
-    /// Marks the upload complete in the store if every chunk is in. Exactly one call
+    /// Marks the upload complete in the files if every byte is in. Exactly one call
     /// returns [`Finish::JustCompleted`] over the upload's life.
-    pub async fn finish_if_all_in(&self, store: &FsStore) -> Result<Finish, UploadError> {
+    pub async fn finish_if_all_in(&self, store: &FsStore) -> Result<Finish, StoreError> {
         if !self.all_in() {
             return Ok(if self.state().complete {
                 Finish::AlreadyComplete
@@ -260,22 +218,22 @@ impl Upload {
     }
 }
 
-impl ChunkClaim<'_> {
-    /// Records the chunk as stored, after its bytes are written and marked in the store.
-    pub fn record(self, mark: Mark) {
-        let mut state = self.upload.state();
-        let slot = &mut state.marks[(self.number - 1) as usize];
-        if *slot == 0 {
-            *slot = mark as u8;
-            state.received += 1;
-            state.mode = state.mode.or(mark.mode());
-        }
+impl RangeClaim<'_> {
+    /// Records `written` (the claimed range, or the start of it) as stored, after its
+    /// bytes are written and recorded in the files.
+    pub fn record(self, written: Range<u64>) {
+        debug_assert!(written.start == self.range.start && written.end <= self.range.end);
+        self.upload.state().received.insert(written);
     }
 }
 
-impl Drop for ChunkClaim<'_> {
+impl Drop for RangeClaim<'_> {
     fn drop(&mut self) {
-        self.upload.state().writing.remove(&self.number);
+        let mut state = self.upload.state();
+        if let Some(at) = state.writing.iter().position(|w| *w == self.range) {
+            state.writing.swap_remove(at);
+        }
+        drop(state);
         self.upload.released.notify_waiters();
     }
 }
@@ -327,11 +285,11 @@ impl Registry {
     }
 
     /// The cell of `key`, made if needed; refused while the upload's files are removed.
-    fn cell(&self, key: UploadKey) -> Result<Cell, UploadError> {
+    fn cell(&self, key: UploadKey) -> Result<Cell, StoreError> {
         let mut guard = self.locked();
         let uploads = &mut *guard;
         if uploads.removing.contains(&key) {
-            return Err(UploadError::Retry(
+            return Err(StoreError::Busy(
                 "this upload is being removed; try again".into(),
             ));
         }
@@ -364,13 +322,17 @@ impl Registry {
         });
     }
 
-    fn loaded(key: UploadKey, stored: StoredUpload) -> Result<Arc<Upload>, UploadError> {
-        Upload::new(key, stored.meta, Some((stored.marks, stored.complete))).map(Arc::new)
+    fn loaded(key: UploadKey, stored: StoredUpload) -> Result<Arc<Upload>, StoreError> {
+        Ok(Arc::new(Upload::new(
+            key,
+            stored.meta,
+            Some((stored.ranges, stored.complete)),
+        )?))
     }
 
     /// The upload `key`, if it exists in memory or in the store. Looking up an upload that
     /// does not exist leaves no trace.
-    pub async fn find(&self, key: UploadKey) -> Result<Option<Arc<Upload>>, UploadError> {
+    pub async fn find(&self, key: UploadKey) -> Result<Option<Arc<Upload>>, StoreError> {
         let known = {
             let guard = self.locked();
             guard.cells.get(&key).and_then(|cell| cell.get().cloned())
@@ -438,7 +400,7 @@ impl Registry {
         &self,
         key: UploadKey,
         meta: &UploadMeta,
-    ) -> Result<Arc<Upload>, UploadError> {
+    ) -> Result<Arc<Upload>, StoreError> {
         let cell = self.cell(key)?;
         let upload = cell
             .get_or_try_init(|| async {
@@ -446,7 +408,7 @@ impl Registry {
                     return Self::loaded(key, stored);
                 }
                 let upload = Upload::new(key, meta.clone(), None)?;
-                self.store.create(&key, meta, upload.layout.slots()).await?;
+                self.store.create(&key, meta).await?;
                 Ok(Arc::new(upload))
             })
             .await?;
@@ -457,63 +419,73 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{ChunkParams, Scope, Secret, Settings, Uploads};
-    use bytes::Bytes;
+    use crate::Scope;
 
-    fn chunk(number: u64) -> (ChunkParams, Vec<Result<Bytes, std::io::Error>>) {
-        let params = ChunkParams {
-            chunk_number: number,
-            chunk_size: 4,
-            current_chunk_size: 4,
-            total_size: 8,
-            identifier: "8-idle".into(),
-            filename: "idle.bin".into(),
+    fn meta(identifier: &str, total_size: u64) -> UploadMeta {
+        UploadMeta {
+            scope: String::new(),
+            identifier: identifier.into(),
+            file_name: format!("{identifier}.bin"),
             relative_path: None,
             content_type: None,
-            file_part: "file".into(),
-            field: None,
+            total_size,
+            chunk_size: 4,
+            created_at: 0,
+            instance: identifier.into(),
+            client: None,
+        }
+    }
+
+    async fn write(registry: &Registry, key: UploadKey, range: Range<u64>, bytes: &'static str) {
+        let upload = registry.find(key).await.unwrap().unwrap();
+        let Claim::Write(claim) = upload.claim(range.clone(), Duration::ZERO).await.unwrap() else {
+            panic!("{range:?} was in");
         };
-        let bytes = if number == 1 { "abcd" } else { "efgh" };
-        (params, vec![Ok(Bytes::from(bytes))])
+        let mut body: crate::storage::upload_store::Body<'_> =
+            Box::pin(futures_util::stream::iter([Ok(bytes::Bytes::from(bytes))]));
+        let commit = crate::storage::upload_store::Commit::Whole;
+        let written = registry
+            .store
+            .write_range(&key, range.clone(), &mut body, commit)
+            .await
+            .unwrap();
+        assert_eq!(written, range.end - range.start);
+        registry.store.record(&key, range.clone()).await.unwrap();
+        claim.record(range);
     }
 
     #[tokio::test]
     async fn an_idle_upload_nobody_holds_leaves_memory_and_comes_back_from_disk() {
         let media = tempfile::tempdir().unwrap();
-        let uploads = Uploads::builder(Settings::new(media.path()), Secret::generate())
-            .build()
+        let registry = Registry::new(FsStore::open(media.path(), false).await.unwrap());
+        let key = UploadKey::derive(&Scope::new("u"), "8-idle");
+        registry
+            .find_or_create(key, &meta("8-idle", 8))
             .await
             .unwrap();
-        let registry = uploads.registry(None).unwrap();
-        let scope = Scope::new("u");
-        let (first, body) = chunk(1);
-        uploads
-            .receive_chunk(&scope, &first, futures_util::stream::iter(body))
-            .await
-            .unwrap();
+        write(&registry, key, 0..4, "abcd").await;
         assert_eq!(registry.sweep(), 1, "recently used: kept");
 
-        let key = UploadKey::derive(&scope, "8-idle");
         let held = registry.find(key).await.unwrap().unwrap();
         let sweep_idle = |registry: &Registry| {
             let mut guard = registry.locked();
             Registry::sweep_locked(&mut guard.cells, Duration::ZERO);
             guard.cells.len()
         };
-        assert_eq!(sweep_idle(registry), 1, "held by a request: kept");
+        assert_eq!(sweep_idle(&registry), 1, "held by a request: kept");
         drop(held);
-        assert_eq!(sweep_idle(registry), 0, "idle and unheld: dropped");
+        assert_eq!(sweep_idle(&registry), 0, "idle and unheld: dropped");
 
-        // Loaded again from disk: chunk 1 is still in, chunk 2 completes it.
-        let status = uploads.test_chunk(&scope, &first).await.unwrap();
-        assert!(status.is_some_and(|s| !s.complete));
-        let (second, body) = chunk(2);
-        assert!(uploads.test_chunk(&scope, &second).await.unwrap().is_none());
-        let status = uploads
-            .receive_chunk(&scope, &second, futures_util::stream::iter(body))
-            .await
-            .unwrap();
-        assert!(status.complete);
+        // Loaded again from disk: bytes 0..4 are still in, 4..8 complete it.
+        let upload = registry.find(key).await.unwrap().unwrap();
+        assert!(upload.has(&(0..4)).unwrap() && !upload.has(&(4..8)).unwrap());
+        drop(upload);
+        write(&registry, key, 4..8, "efgh").await;
+        let upload = registry.find(key).await.unwrap().unwrap();
+        assert_eq!(
+            upload.finish_if_all_in(&registry.store).await.unwrap(),
+            Finish::JustCompleted
+        );
         let data = std::fs::read(registry.store.data_path(&key)).unwrap();
         assert_eq!(data, b"abcdefgh");
     }
@@ -524,22 +496,13 @@ mod tests {
         let store = FsStore::open(media.path(), false).await.unwrap();
         let mut registry = Registry::new(store);
         registry.keep_idle = Duration::ZERO;
-        let meta = |n: usize| UploadMeta {
-            scope: String::new(),
-            identifier: n.to_string(),
-            file_name: format!("{n}.bin"),
-            relative_path: None,
-            content_type: None,
-            total_size: 8,
-            chunk_size: 4,
-            created_at: 0,
-            instance: n.to_string(),
-            client: None,
-        };
         let mut held = Vec::new();
         for n in 0..FIRST_SWEEP_AT + 10 {
             let key = UploadKey::derive(&Scope::anonymous(), &n.to_string());
-            let upload = registry.find_or_create(key, &meta(n)).await.unwrap();
+            let upload = registry
+                .find_or_create(key, &meta(&n.to_string(), 8))
+                .await
+                .unwrap();
             if n % 100 == 0 {
                 held.push(upload);
             }
@@ -554,44 +517,61 @@ mod tests {
             );
         }
     }
-}
-
-#[cfg(test)]
-mod removal_tests {
-    use super::*;
-    use crate::{Scope, store::fs::FsStore};
 
     #[tokio::test]
     async fn an_upload_being_removed_is_not_loaded_again_until_its_files_are_gone() {
         let media = tempfile::tempdir().unwrap();
         let registry = Registry::new(FsStore::open(media.path(), false).await.unwrap());
         let key = UploadKey::derive(&Scope::anonymous(), "gone");
-        let meta = UploadMeta {
-            scope: String::new(),
-            identifier: "gone".into(),
-            file_name: "gone.bin".into(),
-            relative_path: None,
-            content_type: None,
-            total_size: 8,
-            chunk_size: 4,
-            created_at: 0,
-            instance: "1".into(),
-            client: None,
-        };
+        let meta = meta("gone", 8);
         registry.find_or_create(key, &meta).await.unwrap();
         assert!(registry.expire(key));
         // Meanwhile a request comes for it: told to retry, nothing loaded or made.
-        assert!(matches!(
-            registry.find(key).await,
-            Err(UploadError::Retry(_))
-        ));
+        assert!(matches!(registry.find(key).await, Err(StoreError::Busy(_))));
         assert!(matches!(
             registry.find_or_create(key, &meta).await,
-            Err(UploadError::Retry(_))
+            Err(StoreError::Busy(_))
         ));
         registry.store.remove(&key).await.unwrap();
         registry.removed(key);
         assert!(registry.find(key).await.unwrap().is_none());
         assert_eq!(registry.locked().cells.len(), 0, "a miss leaves no trace");
+    }
+
+    #[tokio::test]
+    async fn ranges_overlapping_otherwise_than_exactly_are_refused_and_exact_repeats_wait() {
+        let media = tempfile::tempdir().unwrap();
+        let registry = Registry::new(FsStore::open(media.path(), false).await.unwrap());
+        let key = UploadKey::derive(&Scope::anonymous(), "overlap");
+        let upload = registry
+            .find_or_create(key, &meta("overlap", 8))
+            .await
+            .unwrap();
+        let Claim::Write(first) = upload.claim(0..4, Duration::ZERO).await.unwrap() else {
+            panic!()
+        };
+        // Being written: the same range waits (then is busy), another overlapping one is refused.
+        assert!(matches!(
+            upload.claim(0..4, Duration::from_millis(10)).await,
+            Err(StoreError::Busy(_))
+        ));
+        assert!(matches!(
+            upload.claim(2..6, Duration::ZERO).await,
+            Err(StoreError::Overlap(_))
+        ));
+        assert!(matches!(upload.has(&(0..6)), Err(StoreError::Overlap(_))));
+        first.record(0..4);
+        assert!(matches!(
+            upload.claim(0..4, Duration::ZERO).await,
+            Ok(Claim::Stored)
+        ));
+        assert!(matches!(
+            upload.claim(3..8, Duration::ZERO).await,
+            Err(StoreError::Overlap(_))
+        ));
+        assert!(matches!(
+            upload.claim(4..8, Duration::ZERO).await,
+            Ok(Claim::Write(_))
+        ));
     }
 }

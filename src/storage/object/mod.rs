@@ -11,6 +11,9 @@ use std::{io, sync::Arc, time::Duration};
 use super::{ByteStream, FileStorage, invalid};
 use crate::media::check_relative;
 
+mod uploads;
+pub(crate) use uploads::{ObjectUploads, SharedStorage};
+
 /// The largest object a server-side copy makes: S3's `CopyObject` stops at 5 GiB.
 pub const SERVER_COPY_LIMIT: u64 = 5 << 30;
 
