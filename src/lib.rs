@@ -1,10 +1,20 @@
 //! Resumable, chunked browser uploads of very large files for axum + sea-orm apps.
 //!
+//! The crate is in layers, one folder each; each knows only the ones below it:
+//!
+//! | folder | layer | what is in it |
+//! |---|---|---|
+//! | `protocol/` | protocol adapters | the resumable.js / flow.js parameters ([`ChunkParams`]), the axum [`router`], the browser-scope and cross-origin middleware, chunk arithmetic ([`layout`]) |
+//! | `service/` | the upload service | [`Uploads`]: scopes, tokens, limits and quotas, field rules, the one body pace, content sniffing, completion exactly once and its hooks, expiry |
+//! | `storage/` | storage | the upload store (byte ranges received, written at any offset, completed once) with its `local` and `object` backends, chosen once by [`UploadsBuilder`]; stored files ([`storage::FileStorage`]: [`Media`], object storage); the [`ledger`] tables |
+//! | `field/` | the model field | [`ResumableFileField`], its options, saving and recovery, migration helpers |
+//! | `page/` | the page | the form input ([`form`]), the [`widget`] and its embedded [`assets`] |
+//!
 //! The upload endpoint speaks the protocol of [resumable.js] and [flow.js]: chunks arrive
 //! in any order, in parallel, retried or duplicated, and each is streamed straight to its
 //! place in one file per upload. When the last chunk lands the upload is complete — once,
 //! however the final chunks race — with no concatenation pass. A server restart loses
-//! nothing: which chunks are in is kept on disk.
+//! nothing: which bytes are in is kept on disk (or in the database).
 //!
 //! ```no_run
 //! use axum::Router;
@@ -44,44 +54,34 @@
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
 
-pub mod assets;
-mod browser;
 mod error;
-mod expiry;
 mod faults;
 pub mod field;
-pub mod form;
-mod handler;
-pub mod layout;
-pub mod ledger;
-pub mod media;
-#[cfg(feature = "object-store")]
-pub mod object_chunks;
-mod pace;
+mod page;
 mod protocol;
-mod quotas;
-mod rules;
-mod scope;
-mod settings;
-mod sniff;
+mod service;
 pub mod storage;
-mod token;
-mod uploads;
-pub mod widget;
 
-pub use browser::{SCOPE_COOKIE, refuse_cross_origin, scope_cookie};
+pub use page::{assets, form, widget};
+pub use service::layout;
+#[cfg(feature = "object-store")]
+pub use storage::object::chunks as object_chunks;
+pub use storage::{ledger, media};
+
 pub use error::UploadError;
-pub use expiry::ExpiryReport;
+pub use field::ExpiryReport;
 pub use field::{FileFieldError, RecoveryReport, ResumableFileField};
-pub use handler::router;
-pub use media::Media;
-pub use protocol::{ChunkParams, MAX_NAME_BYTES, MAX_PATH_BYTES, ParamError, ParameterNames};
-pub use scope::{AnonymousScope, BrowserScope, Scope, ScopeResolver};
-pub use settings::{DEFAULT_CHUNK_SUBDIR, Settings};
-pub use storage::upload_store::UploadMeta;
-pub use token::{MIN_SECRET_BYTES, Secret, TokenError, UploadKey, UploadToken};
-pub use uploads::{CompletedUpload, UploadStatus, Uploads, UploadsBuilder};
-pub use widget::Widget;
+pub use page::widget::Widget;
+pub use protocol::browser::{SCOPE_COOKIE, refuse_cross_origin, scope_cookie};
+pub use protocol::resumable_js::{MAX_NAME_BYTES, MAX_PATH_BYTES, ParamError};
+pub use protocol::router::router;
+pub use service::chunk::ChunkParams;
+pub use service::scope::{AnonymousScope, BrowserScope, Scope, ScopeResolver};
+pub use service::settings::{DEFAULT_CHUNK_SUBDIR, ParameterNames, Settings};
+pub use service::token::{MIN_SECRET_BYTES, Secret, TokenError, UploadToken};
+pub use service::uploads::{CompletedUpload, UploadStatus, Uploads, UploadsBuilder};
+pub use storage::media::Media;
+pub use storage::upload_store::{UploadKey, UploadMeta};
 
 /// What the crate's macros need, re-exported so apps do not depend on it themselves.
 #[doc(hidden)]

@@ -30,22 +30,26 @@
 //! ```
 
 mod column;
+mod expiry;
 mod moves;
 mod name;
 #[cfg(feature = "object-store")]
 mod object_save;
+mod pending;
 mod recovery;
 mod row;
 mod save;
 mod value;
 
 pub use column::{file_column, file_column_for, file_column_null};
-pub(crate) use moves::{STAGING_DIR, holds_file, saving};
+pub use expiry::ExpiryReport;
+pub(crate) use moves::{holds_file, saving};
 pub use name::{expand_date, sanitize_file_name};
 #[cfg(feature = "object-store")]
 pub(crate) use object_save::recover as recover_object_saves;
+pub use pending::PendingUpload;
 pub use recovery::RecoveryReport;
-pub use save::{FileValue, PendingUpload, after_save, before_save};
+pub use save::{FileValue, after_save, before_save};
 pub use value::{FileFieldError, ResumableFileField, save_error_message};
 
 /// The options of one kind of file field, carried by a marker type as
@@ -82,7 +86,7 @@ pub trait FileFieldOptions: Send + Sync + 'static {
     /// Length of the varchar column (default 255); stored paths are kept within it.
     const MAX_LENGTH: u32 = 255;
     /// Largest file the field's form input accepts, in bytes (`None`: the upload
-    /// service's own limit). Checked by [`FileInput`](crate::form::FileInput).
+    /// service's own limit). Checked by [`FileInput`](crate::page::form::FileInput).
     const MAX_SIZE: Option<u64> = None;
     /// Content types the field's form input accepts, judged from the file's first bytes
     /// (magic numbers), not from what the browser claims: `"application/pdf"`,

@@ -29,9 +29,7 @@ use std::{
 };
 
 use super::{PendingUpload, name::alternative_path};
-
-/// The private directory under the media root for copies waiting to be linked.
-pub(crate) const STAGING_DIR: &str = ".resumable_staging";
+use crate::service::settings::STAGING_DIR;
 
 /// A prepared move not committed after this long belongs to a save that failed; it is
 /// dropped (with its reservation and staged copy) the next time a save looks.

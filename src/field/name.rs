@@ -4,7 +4,7 @@
 use chrono::{DateTime, Datelike, Timelike, Utc};
 use rand::{Rng, distr::Alphanumeric};
 
-use crate::media::{PathError, check_relative};
+use crate::storage::media::{PathError, check_relative};
 
 /// Expands the date placeholders of an `upload_to` directory, as Django's `strftime` does
 /// for the common ones: `%Y` (2026), `%m` (01–12), `%d` (01–31), `%H`, `%M`, `%S` and

@@ -26,8 +26,8 @@ use super::{
 };
 use crate::{
     UploadKey,
-    ledger::{Reserved, SaveDestination, UploadState},
     storage::FileStorage,
+    storage::ledger::{Reserved, SaveDestination, UploadState},
     storage::object::SharedStorage,
 };
 
@@ -48,7 +48,7 @@ const SAVING_ELSEWHERE: &str =
 
 /// Whether a reservation made at `reserved_at` (ms) is older than a save may take.
 fn is_stale(reserved_at: i64) -> bool {
-    let age = crate::ledger::now_millis().saturating_sub(reserved_at);
+    let age = crate::storage::ledger::now_millis().saturating_sub(reserved_at);
     u128::try_from(age).unwrap_or(0) > STALE_AFTER.as_millis()
 }
 
@@ -283,7 +283,7 @@ pub(crate) async fn recover<Db: ConnectionTrait>(
 ) -> Result<RecoveryReport, DbErr> {
     let mut report = RecoveryReport::default();
     let ledger = shared.chunks.ledger();
-    let stale_before = crate::ledger::now_millis()
+    let stale_before = crate::storage::ledger::now_millis()
         .saturating_sub(i64::try_from(STALE_AFTER.as_millis()).unwrap_or(i64::MAX));
     for reservation in ledger.stale_save_reservations(Duration::ZERO).await? {
         let key = MoveKey {

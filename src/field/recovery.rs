@@ -18,7 +18,7 @@ use super::{
     row::row_holds,
     save::blocking,
 };
-use crate::{UploadKey, Uploads, media::check_relative};
+use crate::{UploadKey, Uploads, storage::media::check_relative};
 
 /// What [`Uploads::recover_saves`] found in the reservations of interrupted saves.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -18,11 +18,7 @@ use sea_orm::{
     ActiveModelTrait, ActiveValue, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, Iterable,
     ModelTrait, PrimaryKeyToColumn, QueryFilter, QuerySelect, Value,
 };
-use std::{
-    io,
-    path::{Path, PathBuf},
-    str::FromStr,
-};
+use std::{io, path::Path, str::FromStr};
 
 use super::{
     FileFieldOptions, ResumableFileField, UploadTo,
@@ -32,48 +28,7 @@ use super::{
     sanitize_file_name,
     value::hook_error,
 };
-use crate::{UploadKey, UploadMeta, Uploads, faults::fault_point, media::check_relative};
-
-/// A completed upload, checked and ready to be moved into a model's file field: what
-/// [`ResumableFileField::from_token`] holds until the model is saved.
-#[derive(Debug)]
-pub struct PendingUpload {
-    pub(crate) uploads: Uploads,
-    pub(crate) chunks_upload_to: Option<&'static str>,
-    pub(crate) key: UploadKey,
-    pub(crate) meta: UploadMeta,
-    pub(crate) data_path: PathBuf,
-}
-
-impl PendingUpload {
-    /// The upload's key.
-    pub fn key(&self) -> UploadKey {
-        self.key
-    }
-
-    /// What the client said about the file (name, size, type).
-    pub fn meta(&self) -> &UploadMeta {
-        &self.meta
-    }
-
-    /// Where the complete file is now: in the chunk directory (in shared mode, the object
-    /// key of the assembled file in the store).
-    pub fn data_path(&self) -> &Path {
-        &self.data_path
-    }
-
-    /// The file's first `n` bytes (fewer if it is shorter), wherever it is kept.
-    pub async fn head(&self, n: usize) -> Result<Vec<u8>, super::FileFieldError> {
-        let store = self
-            .uploads
-            .store(self.chunks_upload_to)
-            .ok_or(super::FileFieldError::UnknownUpload)?;
-        store
-            .head(&self.key, n)
-            .await
-            .map_err(crate::uploads::field_error)
-    }
-}
+use crate::{faults::fault_point, storage::media::check_relative};
 
 /// A column value that may hold a file field: `ResumableFileField<C>` (NOT NULL) or
 /// `Option<ResumableFileField<C>>` (nullable). The save hooks accept either.

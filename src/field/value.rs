@@ -7,7 +7,7 @@ use sea_orm::{
 use std::{fmt, io, marker::PhantomData, path::PathBuf, sync::Arc};
 
 use super::{FileFieldOptions, PendingUpload};
-use crate::{Media, TokenError, media::PathError};
+use crate::{Media, TokenError, storage::media::PathError};
 
 /// A file column of a sea-orm entity: one varchar holding the stored file's path,
 /// relative to the media root. `ResumableFileField<Options>` is NOT NULL,

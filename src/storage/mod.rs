@@ -27,9 +27,12 @@
 //! # });
 //! ```
 
+pub mod ledger;
 pub(crate) mod local;
+pub mod media;
 #[cfg(feature = "object-store")]
 pub mod object;
+pub(crate) mod quotas;
 #[cfg(all(test, feature = "object-store"))]
 mod suite;
 pub(crate) mod upload_store;
@@ -44,7 +47,7 @@ use crate::Media;
 pub type ByteStream = BoxStream<'static, io::Result<Bytes>>;
 
 /// Stored files by path (relative, `/`-separated, as a file column holds it). Every
-/// method refuses a path that is not plain ([`crate::media::check_relative`]) or lies in
+/// method refuses a path that is not plain ([`crate::storage::media::check_relative`]) or lies in
 /// a private directory (the chunks), with [`io::ErrorKind::InvalidInput`]; a missing file
 /// is [`io::ErrorKind::NotFound`].
 #[async_trait::async_trait]

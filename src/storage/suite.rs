@@ -23,7 +23,8 @@ use super::{
     upload_store::{Body, Commit, Finish, StoreError, UploadMeta, UploadStore, Write},
 };
 use crate::{
-    Scope, Settings, UploadKey, ledger::ChunkLedger, object_chunks::ObjectChunks, quotas::Quotas,
+    UploadKey, storage::ledger::ChunkLedger, storage::object::chunks::ObjectChunks,
+    storage::quotas::Quotas,
 };
 
 #[derive(Clone, Copy, Debug)]
@@ -36,9 +37,10 @@ enum Backend {
 /// A store of `backend` and what must live as long as it (its directory).
 async fn store(backend: Backend) -> Option<(Arc<dyn UploadStore>, tempfile::TempDir)> {
     let dir = tempfile::tempdir().unwrap();
-    let quotas = Arc::new(Quotas::new(&Settings::new(dir.path())));
+    let many = (u64::MAX, u64::MAX);
+    let quotas = Arc::new(Quotas::new(many, many, many));
     let ledger = |db: sea_orm::DatabaseConnection| async move {
-        for table in crate::ledger::create_tables() {
+        for table in crate::storage::ledger::create_tables() {
             db.execute(&table).await.unwrap();
         }
         ChunkLedger::new(db)
@@ -104,7 +106,7 @@ fn upload(bytes: &[u8], chunk_size: u64) -> (UploadKey, UploadMeta) {
         instance: identifier.clone(),
         client: None,
     };
-    (UploadKey::derive(&Scope::new("suite"), &identifier), meta)
+    (UploadKey::from_hex(&identifier).unwrap(), meta)
 }
 
 /// `bytes` as a body of pieces of at most `piece` bytes.

@@ -4,7 +4,7 @@
 //!
 //! An upload is its [`UploadMeta`] (total size included) and the set of byte ranges
 //! durably received. Nothing here knows chunk numbers, protocols, HTTP or timeouts: a
-//! resumable.js chunk is the range [`Layout::place`](crate::layout::Layout::place) gives
+//! resumable.js chunk is the range [`Layout::place`](crate::service::layout::Layout::place) gives
 //! it, written whole or not at all ([`Commit::Whole`]); an append protocol writes from the
 //! current offset and keeps what arrived before a connection dropped ([`Commit::Prefix`]).
 //! The upload is complete once its ranges tile `[0, size)`, decided exactly once.
@@ -12,9 +12,51 @@
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
 use serde::{Deserialize, Serialize};
-use std::{io, ops::Range, path::PathBuf, time::SystemTime};
+use std::{fmt, io, ops::Range, path::PathBuf, time::SystemTime};
 
-use crate::UploadKey;
+/// The server-side name of an upload: 128 bits derived from scope and identifier.
+///
+/// ```
+/// use sea_orm_resumable::{Scope, UploadKey};
+/// let a = UploadKey::derive(&Scope::new("alice"), "1024-report");
+/// let b = UploadKey::derive(&Scope::new("bob"), "1024-report");
+/// assert_ne!(a, b);
+/// assert_eq!(a.to_string().len(), 32);
+/// assert_eq!(a.to_string().parse::<UploadKey>().unwrap(), a);
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UploadKey([u8; 16]);
+
+impl UploadKey {
+    /// The key of these 16 bytes.
+    pub(crate) fn from_bytes(bytes: [u8; 16]) -> Self {
+        Self(bytes)
+    }
+
+    /// The key's 16 bytes.
+    pub(crate) fn as_bytes(&self) -> &[u8; 16] {
+        &self.0
+    }
+
+    /// The key written as 32 hex digits ([`Display`](fmt::Display)), if `text` is one.
+    pub(crate) fn from_hex(text: &str) -> Option<Self> {
+        let mut key = [0; 16];
+        hex::decode_to_slice(text, &mut key).ok()?;
+        Some(Self(key))
+    }
+}
+
+impl fmt::Display for UploadKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for UploadKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "UploadKey({self})")
+    }
+}
 
 /// What is known of an upload apart from its bytes; kept beside them.
 ///

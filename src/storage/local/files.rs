@@ -32,7 +32,6 @@ use tokio::task::{JoinHandle, spawn_blocking};
 
 use crate::{
     UploadKey,
-    layout::Layout,
     storage::upload_store::{Body, Commit, StoreError, UploadMeta},
 };
 
@@ -279,7 +278,7 @@ impl FsStore {
                     .to_str()
                     .and_then(|n| n.split_once('.'))
                     .and_then(|(k, ext)| EXTENSIONS.contains(&ext).then_some(k));
-                if let Some(key) = key.and_then(|k| k.parse::<UploadKey>().ok()) {
+                if let Some(key) = key.and_then(UploadKey::from_hex) {
                     keys.insert(key);
                 }
             }
@@ -471,13 +470,9 @@ fn write_replacing(path: &Path, bytes: &[u8], sync: bool) -> io::Result<()> {
 /// The ranges an older version's chunk marks (one byte per chunk number: 0 absent, 1 in,
 /// 2 in and the last of the standard mode, 3 in and of the forced mode) stand for.
 fn ranges_of_marks(meta: &UploadMeta, marks: &[u8]) -> io::Result<Vec<Range<u64>>> {
-    let invalid = |e: String| io::Error::new(io::ErrorKind::InvalidData, e);
-    let layout =
-        Layout::new(meta.total_size, meta.chunk_size).map_err(|e| invalid(e.to_string()))?;
     let mut ranges = Vec::new();
     for (index, &mark) in marks.iter().enumerate() {
-        let number = index as u64 + 1;
-        let start = (number - 1)
+        let start = (index as u64)
             .saturating_mul(meta.chunk_size)
             .min(meta.total_size);
         let rest = meta.total_size - start;
@@ -485,11 +480,13 @@ fn ranges_of_marks(meta: &UploadMeta, marks: &[u8]) -> io::Result<Vec<Range<u64>
             0 => continue,
             2 => rest,
             1 | 3 => rest.min(meta.chunk_size),
-            other => return Err(invalid(format!("unknown chunk mark {other}"))),
+            other => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("unknown chunk mark {other}"),
+                ));
+            }
         };
-        layout
-            .place(number, len)
-            .map_err(|e| invalid(format!("chunk mark {number}: {e}")))?;
         ranges.push(start..start + len);
     }
     Ok(ranges)

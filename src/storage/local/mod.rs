@@ -10,7 +10,7 @@ use std::{io, ops::Range, path::PathBuf, sync::Arc, time::Duration};
 
 use crate::{
     UploadKey,
-    quotas::Quotas,
+    storage::quotas::Quotas,
     storage::upload_store::{
         Body, Commit, Expired, ExpiryRule, Finish, Progress, StoreError, UploadMeta, UploadStore,
         Write,

@@ -9,8 +9,9 @@ use object_store::{
 use std::{io, sync::Arc, time::Duration};
 
 use super::{ByteStream, FileStorage, invalid};
-use crate::media::check_relative;
+use crate::storage::media::check_relative;
 
+pub mod chunks;
 mod uploads;
 pub(crate) use uploads::{ObjectUploads, SharedStorage};
 
@@ -135,7 +136,7 @@ impl ObjectFiles {
                 .map(|_| ())
                 .map_err(to_io);
         }
-        crate::object_chunks::concatenate(
+        crate::storage::object::chunks::concatenate(
             &**from_store,
             std::slice::from_ref(from),
             &*self.store,
@@ -143,11 +144,11 @@ impl ObjectFiles {
         )
         .await
         .map_err(|e| match e {
-            crate::object_chunks::Concatenate::Missing(_) => io::Error::new(
+            crate::storage::object::chunks::Concatenate::Missing(_) => io::Error::new(
                 io::ErrorKind::NotFound,
                 format!("the upload's file {from} is gone"),
             ),
-            crate::object_chunks::Concatenate::Store(e) => to_io(e),
+            crate::storage::object::chunks::Concatenate::Store(e) => to_io(e),
         })
     }
 }

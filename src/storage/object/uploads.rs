@@ -7,10 +7,10 @@ use object_store::ObjectStoreExt;
 use std::{ops::Range, path::PathBuf, sync::Arc};
 
 use crate::{
-    UploadKey, UploadsBuilder,
-    ledger::UploadState,
-    object_chunks::{ChunkOutcome, ObjectChunks, ObjectChunksError},
-    quotas::Quotas,
+    UploadKey,
+    storage::ledger::UploadState,
+    storage::object::chunks::{ChunkOutcome, ObjectChunks, ObjectChunksError},
+    storage::quotas::Quotas,
     storage::{
         object::{ObjectFiles, to_io},
         upload_store::{
@@ -25,50 +25,6 @@ use crate::{
 pub(crate) struct SharedStorage {
     pub chunks: ObjectChunks,
     pub files: ObjectFiles,
-}
-
-impl UploadsBuilder {
-    /// Keeps chunks and saved files on object storage, with which chunks are in recorded
-    /// in the database (`chunks`' [`ChunkLedger`](crate::ledger::ChunkLedger)): every
-    /// server built with the same store and database serves the same uploads, so a load
-    /// balancer may send each chunk anywhere. Saved files go to `files` at the key their
-    /// column holds (keys under the chunks' prefix are refused). The media root is then
-    /// not used for uploads, nor are the fields' `CHUNKS_UPLOAD_TO` (one prefix for all).
-    /// The upload quotas count what the ledger holds, for every server together.
-    ///
-    /// ```
-    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-    /// use sea_orm::{ConnectionTrait, Database};
-    /// use sea_orm_resumable::{Secret, Settings, Uploads, ledger::{ChunkLedger, create_tables}};
-    /// use sea_orm_resumable::{object_chunks::ObjectChunks, storage::object::ObjectFiles};
-    /// use std::sync::Arc;
-    ///
-    /// let db = Database::connect("sqlite::memory:").await.unwrap();
-    /// for table in create_tables() {
-    ///     db.execute(&table).await.unwrap();
-    /// }
-    /// // In production: object_store::aws::AmazonS3Builder (and `.with_signer` for URLs).
-    /// let bucket = Arc::new(object_store::memory::InMemory::new());
-    /// # let media = tempfile::tempdir().unwrap();
-    /// let uploads = Uploads::builder(Settings::new(media.path()), Secret::generate())
-    ///     .object_storage(ObjectChunks::new(bucket.clone(), ChunkLedger::new(db)), ObjectFiles::new(bucket))
-    ///     .build()
-    ///     .await
-    ///     .unwrap();
-    /// assert!(uploads.is_shared());
-    /// # });
-    /// ```
-    pub fn object_storage(mut self, chunks: ObjectChunks, files: ObjectFiles) -> Self {
-        let prefix = chunks.prefix().as_ref();
-        let files = if prefix.is_empty() {
-            // Chunks at the top of the bucket: their two directories are off limits.
-            files.with_private("chunks").with_private("complete")
-        } else {
-            files.with_private(prefix)
-        };
-        self.shared = Some(SharedStorage { chunks, files });
-        self
-    }
 }
 
 /// Uploads on object storage: one object per chunk, the ledger deciding what is in and

@@ -3,7 +3,11 @@
 use serde::Deserialize;
 use std::{path::PathBuf, time::Duration};
 
-use crate::{Media, ParameterNames};
+use crate::Media;
+
+/// The private directory under the media root for copies of uploads waiting to be put in
+/// place by a save.
+pub(crate) const STAGING_DIR: &str = ".resumable_staging";
 
 /// The default chunk subdirectory under the media root (the original's `RESUMABLE_SUBDIR`).
 pub const DEFAULT_CHUNK_SUBDIR: &str = "resumable_chunks";
@@ -157,7 +161,7 @@ impl Settings {
     pub fn media(&self) -> Media {
         Media::new(&self.media_root, &self.media_url)
             .with_private(&self.chunk_subdir)
-            .with_private(crate::field::STAGING_DIR)
+            .with_private(STAGING_DIR)
     }
 
     /// Largest request body accepted: two chunk sizes plus room for the multipart framing
@@ -175,5 +179,92 @@ impl Settings {
                 .saturating_add(64 * 1024),
         )
         .unwrap_or(usize::MAX)
+    }
+}
+
+/// The names of the chunk parameters in one client's protocol.
+///
+/// resumable.js lets an app rename each parameter (`chunkNumberParameterName`, …) and put
+/// a `parameterNamespace` before all of them; mirror such options here.
+///
+/// ```
+/// use sea_orm_resumable::ParameterNames;
+///
+/// let names = ParameterNames::resumable().with_namespace("upload_");
+/// assert_eq!(names.key(&names.chunk_number), "upload_resumableChunkNumber");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct ParameterNames {
+    /// Prefix put before every name (resumable.js `parameterNamespace`).
+    pub namespace: String,
+    /// 1-based chunk number.
+    pub chunk_number: String,
+    /// Configured chunk size.
+    pub chunk_size: String,
+    /// Bytes in this chunk.
+    pub current_chunk_size: String,
+    /// File size.
+    pub total_size: String,
+    /// Client-chosen identifier of the file.
+    pub identifier: String,
+    /// Original file name.
+    pub filename: String,
+    /// Folder-relative path of the file.
+    pub relative_path: String,
+    /// MIME type claimed by the browser (resumable.js only).
+    pub content_type: String,
+    /// Name of the multipart part that holds the chunk (`fileParameterName`); namespaced
+    /// too, as resumable.js does.
+    pub file: String,
+    /// Which registered model field the upload is for (our widget sends it; with the
+    /// genuine clients, add it with their `query` option). Optional: without it the
+    /// upload goes to the default chunk directory.
+    pub field: String,
+}
+
+impl Default for ParameterNames {
+    fn default() -> Self {
+        Self::resumable()
+    }
+}
+
+impl ParameterNames {
+    /// The resumable.js names (`resumableChunkNumber`, …), file part `file`.
+    pub fn resumable() -> Self {
+        Self::with_prefix("resumable")
+    }
+
+    /// The flow.js names (`flowChunkNumber`, …), file part `file`.
+    pub fn flow() -> Self {
+        Self::with_prefix("flow")
+    }
+
+    fn with_prefix(prefix: &str) -> Self {
+        let name = |suffix: &str| format!("{prefix}{suffix}");
+        Self {
+            namespace: String::new(),
+            chunk_number: name("ChunkNumber"),
+            chunk_size: name("ChunkSize"),
+            current_chunk_size: name("CurrentChunkSize"),
+            total_size: name("TotalSize"),
+            identifier: name("Identifier"),
+            filename: name("Filename"),
+            relative_path: name("RelativePath"),
+            content_type: name("Type"),
+            file: "file".into(),
+            field: name("Field"),
+        }
+    }
+
+    /// The same names behind a namespace prefix.
+    pub fn with_namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = namespace.into();
+        self
+    }
+
+    /// The full parameter name on the wire: namespace + name.
+    pub fn key(&self, name: &str) -> String {
+        format!("{}{name}", self.namespace)
     }
 }

@@ -8,17 +8,15 @@ use serde::Serialize;
 use std::{collections::HashMap, io, path::PathBuf, sync::Arc, time::SystemTime};
 
 use crate::{
-    ChunkParams, FileFieldError, Media, Scope, ScopeResolver, Secret, Settings, UploadError,
-    UploadKey, UploadToken,
-    browser::BrowserId,
-    field::{FileFieldOptions, PendingUpload},
-    layout::{ChunkPlace, Layout, Mode},
-    media::check_relative,
-    pace::{BodyPace, Cut, drain, paced},
-    quotas::Quotas,
-    rules::FieldRules,
-    scope::BrowserScope,
-    sniff::{SNIFF_BYTES, peek},
+    ChunkParams, Media, Scope, ScopeResolver, Secret, Settings, UploadError, UploadKey,
+    UploadToken,
+    service::layout::{ChunkPlace, Layout, Mode},
+    service::pace::{BodyPace, Cut, drain, paced},
+    service::rules::FieldRules,
+    service::scope::{BrowserId, BrowserScope},
+    service::sniff::{SNIFF_BYTES, peek},
+    storage::media::check_relative,
+    storage::quotas::Quotas,
     storage::{
         FileStorage,
         local::LocalUploads,
@@ -227,33 +225,10 @@ impl UploadsBuilder {
         self
     }
 
-    /// Registers a model file field under `name`, the value clients send in the
-    /// `resumableField` parameter (`flowField` for flow.js) for uploads meant for it.
-    /// Uploads for a field whose options set `CHUNKS_UPLOAD_TO` are stored in that
-    /// directory (under the media root) instead of the default chunk directory; a request
-    /// naming an unregistered field is refused.
-    ///
-    /// ```
-    /// use sea_orm_resumable::{Secret, Settings, Uploads};
-    /// sea_orm_resumable::file_field! { pub struct Avatar { chunks_upload_to: "avatar_chunks" } }
-    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-    /// # let media = tempfile::tempdir().unwrap();
-    /// let uploads = Uploads::builder(Settings::new(media.path()), Secret::generate())
-    ///     .field::<Avatar>("avatar")
-    ///     .build()
-    ///     .await
-    ///     .unwrap();
-    /// assert!(media.path().join("avatar_chunks").is_dir());
-    /// assert!(uploads.media().is_private("avatar_chunks/x.data"));
-    /// # });
-    /// ```
-    pub fn field<C: FileFieldOptions>(mut self, name: impl Into<String>) -> Self {
-        let rules = FieldRules {
-            chunks_upload_to: C::CHUNKS_UPLOAD_TO,
-            max_size: C::MAX_SIZE,
-            content_types: C::CONTENT_TYPES,
-        };
-        self.fields.insert(name.into(), rules);
+    /// Registers the upload rules of a model file field under `name` (see
+    /// [`field`](Self::field), which reads them from the field's options).
+    pub(crate) fn field_rules(mut self, name: String, rules: FieldRules) -> Self {
+        self.fields.insert(name, rules);
         self
     }
 
@@ -270,7 +245,12 @@ impl UploadsBuilder {
         let media = dirs
             .iter()
             .fold(self.settings.media(), |media, dir| media.with_private(dir));
-        let quotas = Arc::new(Quotas::new(&self.settings));
+        let s = &self.settings;
+        let quotas = Arc::new(Quotas::new(
+            (s.max_open_uploads, s.max_scope_bytes),
+            (s.max_client_uploads, s.max_client_bytes),
+            (s.max_total_uploads, s.max_total_bytes),
+        ));
         let (stores, files) = self.stores(&dirs, quotas, &media).await?;
         Ok(Uploads {
             inner: Arc::new(Inner {
@@ -338,6 +318,55 @@ impl UploadsBuilder {
             unregistered: None,
         };
         Ok((stores, Arc::new(media.clone())))
+    }
+}
+
+#[cfg(feature = "object-store")]
+impl UploadsBuilder {
+    /// Keeps chunks and saved files on object storage, with which chunks are in recorded
+    /// in the database (`chunks`' [`ChunkLedger`](crate::storage::ledger::ChunkLedger)): every
+    /// server built with the same store and database serves the same uploads, so a load
+    /// balancer may send each chunk anywhere. Saved files go to `files` at the key their
+    /// column holds (keys under the chunks' prefix are refused). The media root is then
+    /// not used for uploads, nor are the fields' `CHUNKS_UPLOAD_TO` (one prefix for all).
+    /// The upload quotas count what the ledger holds, for every server together.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use sea_orm::{ConnectionTrait, Database};
+    /// use sea_orm_resumable::{Secret, Settings, Uploads, ledger::{ChunkLedger, create_tables}};
+    /// use sea_orm_resumable::{object_chunks::ObjectChunks, storage::object::ObjectFiles};
+    /// use std::sync::Arc;
+    ///
+    /// let db = Database::connect("sqlite::memory:").await.unwrap();
+    /// for table in create_tables() {
+    ///     db.execute(&table).await.unwrap();
+    /// }
+    /// // In production: object_store::aws::AmazonS3Builder (and `.with_signer` for URLs).
+    /// let bucket = Arc::new(object_store::memory::InMemory::new());
+    /// # let media = tempfile::tempdir().unwrap();
+    /// let uploads = Uploads::builder(Settings::new(media.path()), Secret::generate())
+    ///     .object_storage(ObjectChunks::new(bucket.clone(), ChunkLedger::new(db)), ObjectFiles::new(bucket))
+    ///     .build()
+    ///     .await
+    ///     .unwrap();
+    /// assert!(uploads.is_shared());
+    /// # });
+    /// ```
+    pub fn object_storage(
+        mut self,
+        chunks: crate::object_chunks::ObjectChunks,
+        files: crate::storage::object::ObjectFiles,
+    ) -> Self {
+        let prefix = chunks.prefix().as_ref();
+        let files = if prefix.is_empty() {
+            // Chunks at the top of the bucket: their two directories are off limits.
+            files.with_private("chunks").with_private("complete")
+        } else {
+            files.with_private(prefix)
+        };
+        self.shared = Some(crate::storage::object::SharedStorage { chunks, files });
+        self
     }
 }
 
@@ -559,7 +588,7 @@ impl Uploads {
     }
 
     /// The status of an upload of `store`.
-    async fn status(
+    pub(crate) async fn status(
         &self,
         store: &Arc<dyn UploadStore>,
         scope: &Scope,
@@ -579,7 +608,7 @@ impl Uploads {
     }
 
     /// Completes the upload if every byte is in, and tells the hooks if this call did it.
-    async fn finish(
+    pub(crate) async fn finish(
         &self,
         store: &Arc<dyn UploadStore>,
         scope: &Scope,
@@ -768,65 +797,6 @@ impl Uploads {
         answer.await.map_err(|e| Self::chunk_error(number, e))
     }
 
-    /// The completed upload `token` names, checked for the user of `scope`, in the chunk
-    /// directory `chunks_upload_to` (a field's own, or `None` for the default). What
-    /// [`ResumableFileField::from_token`](crate::ResumableFileField::from_token) uses.
-    pub async fn pending_upload(
-        &self,
-        scope: &Scope,
-        token: &str,
-        chunks_upload_to: Option<&'static str>,
-    ) -> Result<PendingUpload, FileFieldError> {
-        let key = self.inner.secret.verify(scope, token)?;
-        let store = self
-            .store(chunks_upload_to)
-            .ok_or(FileFieldError::NotRegistered(
-                chunks_upload_to.unwrap_or_default(),
-            ))?;
-        let meta = store
-            .find(&key)
-            .await
-            .map_err(field_error)?
-            .ok_or(FileFieldError::UnknownUpload)?;
-        self.finish(store, scope, &key, &meta)
-            .await
-            .map_err(field_error)?;
-        let progress = store.progress(&key).await.map_err(field_error)?;
-        if !progress.complete {
-            let (received, total) = chunk_counts(&meta, &progress);
-            return Err(FileFieldError::Incomplete { received, total });
-        }
-        Ok(PendingUpload {
-            uploads: self.clone(),
-            chunks_upload_to,
-            key,
-            meta,
-            data_path: store.location(&key),
-        })
-    }
-
-    /// The status of the upload `token` names, for the user of `scope`, in the chunk
-    /// directory `chunks_upload_to`: what a form shows again after an error.
-    pub async fn upload_status(
-        &self,
-        scope: &Scope,
-        token: &str,
-        chunks_upload_to: Option<&str>,
-    ) -> Result<UploadStatus, FileFieldError> {
-        let key = self.inner.secret.verify(scope, token)?;
-        let store = self
-            .store(chunks_upload_to)
-            .ok_or(FileFieldError::UnknownUpload)?;
-        let meta = store
-            .find(&key)
-            .await
-            .map_err(field_error)?
-            .ok_or(FileFieldError::UnknownUpload)?;
-        self.status(store, scope, &key, &meta)
-            .await
-            .map_err(field_error)
-    }
-
     /// Removes a saved upload's files from its chunk directory and forgets it: its token
     /// no longer names an upload.
     pub(crate) async fn release(
@@ -844,20 +814,10 @@ impl Uploads {
     }
 }
 
-/// A store's failure as a form field's error: an upload gone meanwhile is unknown.
-pub(crate) fn field_error(e: StoreError) -> FileFieldError {
-    match e {
-        StoreError::Io(e) if e.kind() == io::ErrorKind::NotFound => FileFieldError::UnknownUpload,
-        StoreError::Busy(_) => FileFieldError::UnknownUpload,
-        StoreError::Io(e) => FileFieldError::Io(e),
-        other => FileFieldError::Io(io::Error::other(other.to_string())),
-    }
-}
-
 /// Chunks received and chunks in the whole file, as the answers count them: which of the
 /// client's two ways of cutting the file it uses shows once the range ending at the
 /// file's end is in (or every byte).
-fn chunk_counts(
+pub(crate) fn chunk_counts(
     meta: &UploadMeta,
     progress: &crate::storage::upload_store::Progress,
 ) -> (u64, u64) {

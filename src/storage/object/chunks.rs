@@ -76,7 +76,7 @@ use std::sync::Arc;
 
 use crate::{
     UploadKey, UploadMeta,
-    ledger::{ChunkLedger, Claim, RecordedChunk, UploadState},
+    storage::ledger::{ChunkLedger, Claim, RecordedChunk, UploadState},
     storage::upload_store::Commit,
 };
 
@@ -304,7 +304,7 @@ impl ObjectChunks {
 
     /// Stores chunk `number` (1-based) of the upload: exactly `len` bytes from `body`,
     /// then records it; the call whose chunk completes the file assembles it. The caller
-    /// checks `len` against the upload's layout first ([`crate::layout::Layout::place`]):
+    /// checks `len` against the upload's layout first ([`crate::service::layout::Layout::place`]):
     /// completion is decided by the recorded sizes adding up to the file's size.
     pub async fn put_chunk<S, E>(
         &self,

@@ -1,6 +1,6 @@
 //! [`Widget`]: the HTML of a file field — file input and drop area, hidden token input,
 //! progress bar, pause/resume/cancel, errors — driven by the crate's JavaScript client
-//! ([`assets`](crate::assets)). It is a value that displays as HTML, so any template engine
+//! ([`assets`](crate::page::assets)). It is a value that displays as HTML, so any template engine
 //! can print it; every text and attribute is escaped.
 
 use std::fmt::{self, Display, Write};
@@ -138,7 +138,7 @@ impl Widget {
         self
     }
 
-    /// Errors to show under the field (e.g. from [`FileInput::clean`](crate::form::FileInput::clean)).
+    /// Errors to show under the field (e.g. from [`FileInput::clean`](crate::page::form::FileInput::clean)).
     pub fn errors<I, S>(mut self, errors: I) -> Self
     where
         I: IntoIterator<Item = S>,

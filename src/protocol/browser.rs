@@ -34,9 +34,9 @@ use axum::{
     response::Response,
 };
 
-use std::sync::{Arc, atomic::AtomicBool};
+use std::sync::Arc;
 
-use crate::{UploadError, Uploads};
+use crate::{UploadError, Uploads, service::scope::BrowserId};
 
 /// The name of the cookie that holds a browser's scope; with
 /// [`Settings::secure_cookie`](crate::Settings::secure_cookie) it is
@@ -49,21 +49,6 @@ const SECURE_SCOPE_COOKIE: &str = "__Host-resumable_scope";
 
 /// How long a browser keeps its scope cookie (a year): longer than any upload waits.
 const COOKIE_MAX_AGE: u64 = 365 * 24 * 60 * 60;
-
-/// The browser a request came from, as [`scope_cookie`] puts it in the extensions.
-#[derive(Clone, Debug)]
-pub(crate) struct BrowserId {
-    /// Random, 128 bits, hex.
-    pub id: String,
-    /// The request has no valid cookie and none is handed out with its answer: its
-    /// scope must come from elsewhere (the client's address).
-    pub fresh: bool,
-    /// It sent a scope cookie that is not valid, or two of them (one planted by a
-    /// sibling subdomain): refused rather than moved to another scope.
-    pub rejected: bool,
-    /// Set when [`BrowserScope`](crate::BrowserScope) found no cookie to go by.
-    pub wanted: Arc<AtomicBool>,
-}
 
 /// Middleware for the app's pages: gives each browser a scope of its own. A request
 /// that carries a valid scope cookie (signed with the app's secret, so nobody picks

@@ -1,4 +1,4 @@
-//! Expiry of abandoned uploads: unfinished ones idle longer than
+//! Expiry of abandoned uploads and of what interrupted saves left: unfinished uploads idle longer than
 //! [`Settings::incomplete_expiry`](crate::Settings::incomplete_expiry), and complete ones no
 //! model saved within [`Settings::complete_expiry`](crate::Settings::complete_expiry), are
 //! removed by [`Uploads::expire`], by hand or from [`Uploads::spawn_expiry`]'s background
@@ -13,11 +13,7 @@ use std::{
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::{
-    UploadKey, Uploads,
-    field::STAGING_DIR,
-    storage::upload_store::{ExpiryRule, StoreError},
-};
+use crate::{UploadKey, Uploads, service::settings::STAGING_DIR};
 
 /// What one expiry pass removed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -54,7 +50,7 @@ impl Uploads {
     ///
     /// In shared mode ([`UploadsBuilder::object_storage`](crate::UploadsBuilder::object_storage))
     /// the ledger's times decide, counted from the present (`now` is not used): see
-    /// [`ObjectChunks::expire`](crate::object_chunks::ObjectChunks::expire); uploads
+    /// [`ObjectChunks::expire`](crate::storage::object::chunks::ObjectChunks::expire); uploads
     /// whose save is under way are kept.
     pub async fn expire_as_of(&self, now: SystemTime) -> io::Result<ExpiryReport> {
         let settings = self.settings();
@@ -63,30 +59,16 @@ impl Uploads {
         if let Some(shared) = self.shared() {
             // Saves cut short are finished or dropped first: a reservation keeps its upload.
             let recovered =
-                crate::field::recover_object_saves(shared, shared.chunks.ledger().connection())
+                super::recover_object_saves(shared, shared.chunks.ledger().connection())
                     .await
                     .map_err(io::Error::other)?;
             report.leftovers += recovered.dropped;
         }
         let media_root = settings.media_root.clone();
-        for (chunks_upload_to, store) in self.stores() {
-            let saving =
-                |key: &UploadKey| crate::field::saving(&media_root, chunks_upload_to, *key);
-            let expired = store
-                .expire(ExpiryRule {
-                    now,
-                    incomplete: settings.incomplete_expiry,
-                    complete: settings.complete_expiry,
-                    saving: &saving,
-                })
-                .await
-                .map_err(|e| match e {
-                    StoreError::Io(e) => e,
-                    other => io::Error::other(other.to_string()),
-                })?;
-            report.incomplete += expired.incomplete;
-            report.complete += expired.complete;
-        }
+        let saving = |dir: Option<&str>, key: &UploadKey| super::saving(&media_root, dir, *key);
+        let expired = self.expire_uploads(now, &saving).await?;
+        report.incomplete += expired.incomplete;
+        report.complete += expired.complete;
         let old = now.checked_sub(settings.complete_expiry);
         for dir in [
             settings.chunk_dir().join("saving"),
@@ -149,8 +131,7 @@ async fn remove_older(dir: &Path, old: Option<SystemTime>) -> io::Result<usize> 
         for entry in entries {
             let entry = entry?;
             let meta = entry.metadata()?;
-            if meta.is_file() && meta.modified()? < old && !crate::field::holds_file(&entry.path())
-            {
+            if meta.is_file() && meta.modified()? < old && !super::holds_file(&entry.path()) {
                 std::fs::remove_file(entry.path())?;
                 removed += 1;
             }

@@ -15,8 +15,8 @@ use tokio::sync::watch;
 
 use crate::{
     ChunkParams, Scope, UploadError, UploadStatus, Uploads,
-    browser::{read_scope_cookie, refuse_cross_origin},
-    pace::{BodyError, BodyPace, Cut, drain, paced},
+    protocol::browser::{read_scope_cookie, refuse_cross_origin},
+    service::pace::{BodyError, BodyPace, Cut, drain, paced},
 };
 
 /// Most form fields read before the chunk's part of a multipart body (resumable.js and

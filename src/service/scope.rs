@@ -11,10 +11,26 @@ use std::{
     fmt,
     hash::{Hash, Hasher},
     net::IpAddr,
-    sync::atomic::Ordering,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
 };
 
-use crate::browser::BrowserId;
+/// The browser a request came from, as [`scope_cookie`](crate::scope_cookie) puts it in the extensions.
+#[derive(Clone, Debug)]
+pub(crate) struct BrowserId {
+    /// Random, 128 bits, hex.
+    pub id: String,
+    /// The request has no valid cookie and none is handed out with its answer: its
+    /// scope must come from elsewhere (the client's address).
+    pub fresh: bool,
+    /// It sent a scope cookie that is not valid, or two of them (one planted by a
+    /// sibling subdomain): refused rather than moved to another scope.
+    pub rejected: bool,
+    /// Set when [`BrowserScope`](crate::BrowserScope) found no cookie to go by.
+    pub wanted: Arc<AtomicBool>,
+}
 
 /// The owner of an upload: a user id, a browser, or the one anonymous scope. It may carry
 /// the client's network address, which the per-address limits count; the address is not

@@ -26,7 +26,7 @@ use crate::{
     FileFieldError, ResumableFileField, Scope, UploadStatus, Uploads, field::FileFieldOptions,
 };
 
-pub use crate::sniff::{SNIFF_BYTES, sniff, type_matches};
+pub use crate::service::sniff::{SNIFF_BYTES, sniff, type_matches};
 
 /// A file field's form input: the upload token the widget put in its hidden input. It
 /// deserialises from that string (an empty one is an empty input) and

@@ -34,12 +34,12 @@ const FILES: [Asset; 2] = [
     Asset {
         name: "resumable-widget.js",
         content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("../assets/resumable-widget.js"),
+        body: include_bytes!("../../assets/resumable-widget.js"),
     },
     Asset {
         name: "resumable-widget.css",
         content_type: "text/css; charset=utf-8",
-        body: include_bytes!("../assets/resumable-widget.css"),
+        body: include_bytes!("../../assets/resumable-widget.css"),
     },
 ];
 
@@ -87,8 +87,8 @@ impl Assets {
         let js = Self::url(base, "resumable-widget.js").unwrap_or_default();
         format!(
             r#"<link rel="stylesheet" href="{}"><script src="{}" defer></script>"#,
-            crate::widget::Escaped(&css),
-            crate::widget::Escaped(&js)
+            crate::page::widget::Escaped(&css),
+            crate::page::widget::Escaped(&js)
         )
     }
 }

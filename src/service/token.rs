@@ -9,20 +9,7 @@ use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use std::{fmt, io, path::Path, str::FromStr};
 
-use crate::Scope;
-
-/// The server-side name of an upload: 128 bits derived from scope and identifier.
-///
-/// ```
-/// use sea_orm_resumable::{Scope, UploadKey};
-/// let a = UploadKey::derive(&Scope::new("alice"), "1024-report");
-/// let b = UploadKey::derive(&Scope::new("bob"), "1024-report");
-/// assert_ne!(a, b);
-/// assert_eq!(a.to_string().len(), 32);
-/// assert_eq!(a.to_string().parse::<UploadKey>().unwrap(), a);
-/// ```
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct UploadKey([u8; 16]);
+use crate::{Scope, storage::upload_store::UploadKey};
 
 impl UploadKey {
     /// The key of `identifier` in `scope`. Lengths are part of the hash, so no two
@@ -37,19 +24,7 @@ impl UploadKey {
         let digest = hash.finalize();
         let mut key = [0; 16];
         key.copy_from_slice(&digest[..16]);
-        Self(key)
-    }
-}
-
-impl fmt::Display for UploadKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&hex::encode(self.0))
-    }
-}
-
-impl fmt::Debug for UploadKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "UploadKey({self})")
+        Self::from_bytes(key)
     }
 }
 
@@ -57,9 +32,7 @@ impl FromStr for UploadKey {
     type Err = TokenError;
 
     fn from_str(s: &str) -> Result<Self, TokenError> {
-        let mut key = [0; 16];
-        hex::decode_to_slice(s, &mut key).map_err(|_| TokenError::Malformed)?;
-        Ok(Self(key))
+        Self::from_hex(s).ok_or(TokenError::Malformed)
     }
 }
 
@@ -145,7 +118,7 @@ impl Secret {
         mac.update(b"sea-orm-resumable/upload-token/v1\0");
         mac.update(&(scope.as_str().len() as u64).to_be_bytes());
         mac.update(scope.as_str().as_bytes());
-        mac.update(&key.0);
+        mac.update(key.as_bytes());
         mac
     }
 

@@ -6,12 +6,12 @@
 //! holds a client that drops its cookies (a new browser scope each time) to the same
 //! limit. On local files the counts are kept here (counted again from disk at start); on
 //! object storage the chunk ledger holds them for every server
-//! ([`ChunkLedger::held`](crate::ledger::ChunkLedger::held)), and [`Quotas::check`]
+//! ([`ChunkLedger::held`](crate::storage::ledger::ChunkLedger::held)), and [`Quotas::check`]
 //! judges them.
 
 use std::{collections::HashMap, sync::Mutex};
 
-use crate::{Settings, UploadKey};
+use crate::UploadKey;
 
 /// One upload: its chunk directory (`None`: the default one) and key.
 pub(crate) type Slot = (Option<&'static str>, UploadKey);
@@ -41,8 +41,8 @@ pub(crate) struct Usage {
     bytes: u64,
 }
 
-impl From<crate::ledger::Held> for Usage {
-    fn from(held: crate::ledger::Held) -> Self {
+impl From<crate::storage::ledger::Held> for Usage {
+    fn from(held: crate::storage::ledger::Held) -> Self {
         Self {
             uploads: held.uploads,
             bytes: held.bytes,
@@ -96,21 +96,14 @@ pub(crate) struct Quotas {
 }
 
 impl Quotas {
-    pub fn new(settings: &Settings) -> Self {
+    /// Quotas of (uploads, bytes) per scope, per client address and in all.
+    pub fn new(scope: (u64, u64), client: (u64, u64), total: (u64, u64)) -> Self {
+        let usage = |(uploads, bytes)| Usage { uploads, bytes };
         Self {
-            scope: Usage {
-                uploads: settings.max_open_uploads,
-                bytes: settings.max_scope_bytes,
-            },
-            client: Usage {
-                uploads: settings.max_client_uploads,
-                bytes: settings.max_client_bytes,
-            },
-            total: Usage {
-                uploads: settings.max_total_uploads,
-                bytes: settings.max_total_bytes,
-            },
-            state: Mutex::default(),
+            scope: usage(scope),
+            client: usage(client),
+            total: usage(total),
+            state: Mutex::new(State::default()),
         }
     }
 
@@ -252,15 +245,7 @@ mod tests {
     }
 
     fn quotas(scope: (u64, u64), client: (u64, u64), total: (u64, u64)) -> Quotas {
-        Quotas::new(&Settings {
-            max_open_uploads: scope.0,
-            max_scope_bytes: scope.1,
-            max_client_uploads: client.0,
-            max_client_bytes: client.1,
-            max_total_uploads: total.0,
-            max_total_bytes: total.1,
-            ..Settings::default()
-        })
+        Quotas::new(scope, client, total)
     }
 
     #[test]

@@ -18,7 +18,7 @@
 //! Completion is one conditional `UPDATE`: `open` → `assembling` where the sizes of the
 //! recorded chunks add up to the file's size. That needs no chunk count, which clients
 //! leave ambiguous (resumable.js's last chunk holds the remainder, up to twice the chunk
-//! size, unless `forceChunkSize` is on: see [`crate::layout`]); with every chunk's size
+//! size, unless `forceChunkSize` is on: see [`crate::service::layout`]); with every chunk's size
 //! checked against the layout, chunks adding up to the file are all of them. Whoever records a chunk and then claims sees every chunk
 //! committed before its claim, so once the last chunk is recorded the first claim wins
 //! (the call that recorded it, unless another claim comes first), and the row lock makes
@@ -812,8 +812,8 @@ impl ChunkLedger {
             .into_iter()
             .map(|row| {
                 let key: String = row.try_get("", "key")?;
-                key.parse::<UploadKey>()
-                    .map_err(|_| DbErr::Custom(format!("bad upload key in the ledger: {key:?}")))
+                UploadKey::from_hex(&key)
+                    .ok_or_else(|| DbErr::Custom(format!("bad upload key in the ledger: {key:?}")))
             })
             .collect()
     }

@@ -37,11 +37,11 @@ impl FieldRules {
         if self.content_types.is_empty() {
             return Ok(());
         }
-        let found = crate::sniff::sniff(head);
+        let found = crate::service::sniff::sniff(head);
         if self
             .content_types
             .iter()
-            .any(|allowed| crate::sniff::type_matches(allowed, &found))
+            .any(|allowed| crate::service::sniff::type_matches(allowed, &found))
         {
             return Ok(());
         }
