@@ -4,10 +4,10 @@
 //!
 //! | folder | layer | what is in it |
 //! |---|---|---|
-//! | `protocol/` | protocol adapters | the resumable.js / flow.js parameters ([`ChunkParams`]), the axum [`router`], the browser-scope and cross-origin middleware, chunk arithmetic ([`layout`]) |
-//! | `service/` | the upload service | [`Uploads`]: scopes, tokens, limits and quotas, field rules, the one body pace, content sniffing, completion exactly once and its hooks, expiry |
-//! | `storage/` | storage | the upload store (byte ranges received, written at any offset, completed once) with its `local` and `object` backends, chosen once by [`UploadsBuilder`]; stored files ([`storage::FileStorage`]: [`Media`], object storage); the [`ledger`] tables |
-//! | `field/` | the model field | [`ResumableFileField`], its options, saving and recovery, migration helpers |
+//! | `protocol/` | protocol adapters | reading resumable.js / flow.js requests, the axum [`router`], the browser-scope and cross-origin middleware |
+//! | `service/` | the upload service | [`Uploads`]: scopes, tokens, settings, the chunk parameters ([`ChunkParams`]) and their arithmetic, field rules, the one body pace, content sniffing, completion exactly once and its hooks |
+//! | `storage/` | storage | the upload store (byte ranges received, written at any offset, completed once) with its `local` and `object` backends, chosen once by [`UploadsBuilder`]; the quotas they count; stored files ([`storage::FileStorage`]: [`Media`], [object storage](storage::object)); the [`ledger`] tables |
+//! | `field/` | the model field | [`ResumableFileField`], its options, saving and recovery, expiry of abandoned uploads, migration helpers |
 //! | `page/` | the page | the form input ([`form`]), the [`widget`] and its embedded [`assets`] |
 //!
 //! The upload endpoint speaks the protocol of [resumable.js] and [flow.js]: chunks arrive
@@ -63,10 +63,31 @@ mod service;
 pub mod storage;
 
 pub use page::{assets, form, widget};
-pub use service::layout;
-#[cfg(feature = "object-store")]
-pub use storage::object::chunks as object_chunks;
-pub use storage::{ledger, media};
+pub use storage::media;
+
+/// The tables the object-storage backend keeps in the app's database (which chunks are
+/// in, uploads being saved), for an app's own migration; the crate's `migration/` makes
+/// them too. Only needed with [`UploadsBuilder::object_storage`].
+pub mod ledger {
+    pub use crate::storage::ledger::{
+        add_quota_columns, create_save_table, create_tables, create_upload_tables,
+    };
+}
+
+/// The crate's internals for its own tests (feature `testing`): not an API.
+#[cfg(feature = "testing")]
+#[doc(hidden)]
+pub mod testing {
+    pub use crate::service::layout::{ChunkPlace, Layout, Mode};
+    pub use crate::storage::ledger::{
+        ChunkLedger, Claim, DEFAULT_LEASE, RecordedChunk, Reserved, SaveDestination,
+        SaveReservation, UploadState,
+    };
+    #[cfg(feature = "object-store")]
+    pub use crate::storage::object::chunks::{
+        ChunkOutcome, Expired, ObjectChunks, ObjectChunksError,
+    };
+}
 
 pub use error::UploadError;
 pub use field::ExpiryReport;

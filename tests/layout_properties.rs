@@ -3,7 +3,7 @@
 //! exactly, and nothing `place` accepts reaches past the end of the file.
 
 use proptest::prelude::*;
-use sea_orm_resumable::layout::{Layout, Mode};
+use sea_orm_resumable::testing::{Layout, Mode};
 
 /// The chunks a client sends for a `total`-byte file in `chunk`-byte chunks: (number,
 /// offset, length), as resumable.js 1.1.0 and flow.js 2.14.1 cut them.

@@ -11,7 +11,8 @@ use rand::seq::SliceRandom;
 use sea_orm::{ConnectionTrait, DatabaseConnection};
 use sea_orm_resumable::{
     Scope, UploadKey, UploadMeta,
-    ledger::{ChunkLedger, Claim, create_tables},
+    ledger::create_tables,
+    testing::{ChunkLedger, Claim},
 };
 use std::{collections::HashMap, time::Duration};
 
@@ -77,7 +78,7 @@ async fn duplicates_are_recorded_once_and_the_first_metadata_wins(backend: Backe
 /// dropped reservation must be unchanged (its time is its fence); an upload being saved
 /// is not removed by expiry; chunks of an unknown upload are not recorded.
 async fn save_reservations_are_unique_fenced_and_keep_their_upload_from_expiry(backend: Backend) {
-    use sea_orm_resumable::ledger::{Reserved, SaveDestination};
+    use sea_orm_resumable::testing::{Reserved, SaveDestination};
     let dir = tempfile::tempdir().unwrap();
     let Some(db) = db::connect(backend, dir.path()).await else {
         return;

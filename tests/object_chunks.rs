@@ -14,8 +14,8 @@ use rand::{Rng, SeedableRng, seq::SliceRandom};
 use sea_orm::{ConnectionTrait, DatabaseConnection};
 use sea_orm_resumable::{
     Scope, UploadKey, UploadMeta,
-    ledger::{ChunkLedger, create_tables},
-    object_chunks::{ChunkOutcome, ObjectChunks, ObjectChunksError},
+    ledger::create_tables,
+    testing::{ChunkLedger, ChunkOutcome, ObjectChunks, ObjectChunksError},
 };
 use sha2::{Digest, Sha256};
 use std::{collections::HashMap, path::Path, sync::Arc};
@@ -551,7 +551,7 @@ async fn a_lost_chunk_object_is_asked_for_again_and_the_upload_completes(backend
 /// request calls once every chunk is in) assembles it.
 async fn a_dead_assemblers_upload_is_finished_after_its_lease(backend: db::Backend) {
     use object_store::{ObjectStoreExt, PutPayload};
-    use sea_orm_resumable::ledger::Claim;
+    use sea_orm_resumable::testing::Claim;
     for kind in [Store::Local, Store::S3] {
         let (_dir, db, objects) = match fixture(backend, kind).await {
             Ok(fixture) => fixture,

@@ -32,9 +32,11 @@ use sea_orm::{
 };
 use sea_orm_resumable::{
     FileFieldError, ResumableFileField, Scope, UploadToken, Uploads,
-    ledger::ChunkLedger,
-    object_chunks::ObjectChunks,
-    storage::{FileStorage, object::ObjectFiles, read_all},
+    storage::{
+        FileStorage,
+        object::{ObjectFiles, ObjectStorage},
+        read_all,
+    },
 };
 use std::{
     io::ErrorKind,
@@ -143,7 +145,8 @@ impl Fixture {
                 };
                 let (scratch, media) = (bucket("scratch"), bucket("media-bucket"));
                 let files = ObjectFiles::new(media.clone());
-                builder = builder.object_storage(Self::chunks(&scratch, &db), files);
+                builder =
+                    builder.object_storage(Self::object_storage(&scratch, &db).with_files(files));
                 Some((scratch, media))
             }
             Kind::S3 => {
@@ -158,7 +161,8 @@ impl Fixture {
                     Arc::new(PrefixStore::new(s3.clone(), prefix.clone()));
                 let signer = Arc::new(PrefixSigner { s3, prefix });
                 let files = ObjectFiles::new(store.clone()).with_signer(signer);
-                builder = builder.object_storage(Self::chunks(&store, &db), files);
+                builder =
+                    builder.object_storage(Self::object_storage(&store, &db).with_files(files));
                 Some((store.clone(), store))
             }
         };
@@ -173,8 +177,8 @@ impl Fixture {
         })
     }
 
-    fn chunks(store: &Arc<dyn ObjectStore>, db: &DatabaseConnection) -> ObjectChunks {
-        ObjectChunks::new(store.clone(), ChunkLedger::new(db.clone())).with_prefix(CHUNK_PREFIX)
+    fn object_storage(store: &Arc<dyn ObjectStore>, db: &DatabaseConnection) -> ObjectStorage {
+        ObjectStorage::new(store.clone(), db.clone()).with_prefix(CHUNK_PREFIX)
     }
 
     fn storage(&self) -> Arc<dyn FileStorage> {
@@ -850,7 +854,7 @@ async fn the_form_checks_content_types_from_the_stored_bytes(kind: Kind) {
 async fn a_reservation_left_by_an_earlier_upload_of_the_same_file_does_not_block_or_remove_the_new_one(
     kind: Kind,
 ) {
-    use sea_orm_resumable::ledger::{ChunkLedger, Reserved, SaveDestination};
+    use sea_orm_resumable::testing::{ChunkLedger, Reserved, SaveDestination};
     if kind == Kind::Local {
         return; // local saves keep their reservations as files (tests/kill_nine.rs)
     }

@@ -16,8 +16,13 @@ use std::{fs::File, sync::Arc};
 enum Contender {
     Sink,
     Ours(Body, Flush),
+    /// The example server of another build (`--baseline`), multipart.
+    Baseline(Flush),
     Django(String),
-    Rustus { url: String, flush: Flush },
+    Rustus {
+        url: String,
+        flush: Flush,
+    },
 }
 
 impl Contender {
@@ -25,6 +30,7 @@ impl Contender {
         match self {
             Self::Sink => "HTTP sink (reads, discards)",
             Self::Ours(..) => "sea-orm-resumable",
+            Self::Baseline(_) => "sea-orm-resumable, baseline build (--baseline)",
             Self::Django(_) => "django2-resumable 0.1.1 (gunicorn, 5 workers)",
             Self::Rustus { .. } => "rustus 0.5.10",
         }
@@ -32,7 +38,7 @@ impl Contender {
 
     fn protocol(&self) -> &'static str {
         match self {
-            Self::Sink | Self::Django(_) | Self::Ours(Body::Multipart, _) => {
+            Self::Sink | Self::Django(_) | Self::Baseline(_) | Self::Ours(Body::Multipart, _) => {
                 "resumable.js multipart"
             }
             Self::Ours(Body::Octet, _) => "resumable.js octet",
@@ -45,13 +51,18 @@ impl Contender {
     fn flush(&self) -> Option<Flush> {
         match self {
             Self::Sink => None,
-            Self::Ours(_, flush) | Self::Rustus { flush, .. } => Some(*flush),
+            Self::Ours(_, flush) | Self::Baseline(flush) | Self::Rustus { flush, .. } => {
+                Some(*flush)
+            }
             Self::Django(_) => Some(Flush::Never),
         }
     }
 
     fn is_peer(&self) -> bool {
-        matches!(self, Self::Django(_) | Self::Rustus { .. })
+        matches!(
+            self,
+            Self::Django(_) | Self::Rustus { .. } | Self::Baseline(_)
+        )
     }
 }
 
@@ -78,6 +89,10 @@ pub async fn run(
         Contender::Ours(Body::Multipart, Flush::Never),
         Contender::Ours(Body::Octet, Flush::Never),
     ];
+    if args.baseline.is_some() {
+        contenders.push(Contender::Baseline(Flush::EveryChunk));
+        contenders.push(Contender::Baseline(Flush::Never));
+    }
     if let Some(url) = &args.django {
         contenders.push(Contender::Django(url.clone()));
     }
@@ -209,6 +224,17 @@ pub async fn run(
         if !contender.is_peer() {
             continue;
         }
+        if let Contender::Baseline(flush) = contender {
+            let cpu = |i: usize| median(&server_cpu[i]);
+            println!(
+                "- ours ÷ baseline build (flush {}, multipart): {:.2}× the throughput, {:.2}× \
+                 the server CPU per GiB (≥ 1× and ≤ 1× is no regression)",
+                flush_name(Some(*flush)),
+                median(&per_round(ours(Body::Multipart, *flush), index)),
+                cpu(ours(Body::Multipart, *flush)) / cpu(index),
+            );
+            continue;
+        }
         let target = if matches!(contender, Contender::Django(_)) {
             15
         } else {
@@ -275,6 +301,20 @@ async fn measure(
             )
             .await?;
             Ok((ours.outcome, Some(ours.cpu_seconds)))
+        }
+        Contender::Baseline(flush) => {
+            let binary = args.baseline.as_deref().ok_or("no --baseline")?;
+            let theirs = crate::baseline_run(
+                http,
+                (binary, &args.dir),
+                &|url: &str| run(url, Body::Multipart),
+                source,
+                size,
+                id,
+                *flush,
+            )
+            .await?;
+            Ok((theirs.outcome, Some(theirs.cpu_seconds)))
         }
         // Their processes are not ours to watch (gunicorn forks workers).
         Contender::Django(url) => {

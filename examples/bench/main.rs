@@ -69,6 +69,10 @@ struct Args {
     /// the peers table; bench/peers/run.sh starts it.
     #[arg(long)]
     rustus_fsync: Option<String>,
+    /// The example server binary of another build (say, the commit before a change), run
+    /// in the head-to-head table beside this build's in both flush modes (multipart).
+    #[arg(long)]
+    baseline: Option<PathBuf>,
     /// File size of the head-to-head table (chunks of 1 MiB, 3 in flight).
     #[arg(long, default_value = "1G", value_parser = parse_size)]
     peer_size: u64,
@@ -325,6 +329,22 @@ async fn server_run(
     let root = dir.join("run");
     let _ = std::fs::remove_dir_all(&root);
     let server = Server::example(&root.join("media"), flush)?;
+    measure_server(http, server, &root, run, (source, size, id)).await
+}
+
+/// [`server_run`] with the example server of another build.
+async fn baseline_run(
+    http: &reqwest::Client,
+    (binary, dir): (&Path, &Path),
+    run: &impl Fn(&str) -> Run,
+    source: Arc<File>,
+    size: u64,
+    id: &str,
+    flush: Flush,
+) -> Result<ServerRun, String> {
+    let root = dir.join("run");
+    let _ = std::fs::remove_dir_all(&root);
+    let server = Server::example_from(Some(binary), &root.join("media"), flush)?;
     measure_server(http, server, &root, run, (source, size, id)).await
 }
 

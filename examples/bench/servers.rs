@@ -27,11 +27,21 @@ impl Server {
     /// `target/<profile>/examples/upload_server` (build it with `cargo build --release
     /// --examples`) on a fresh media root, with its own SQLite file beside it.
     pub fn example(media_root: &Path, flush: Flush) -> Result<Self, String> {
+        Self::example_from(None, media_root, flush)
+    }
+
+    /// The example server of `binary` (another build, e.g. the commit before a change;
+    /// `None`: this build's), as [`example`](Self::example) starts it.
+    pub fn example_from(
+        binary: Option<&Path>,
+        media_root: &Path,
+        flush: Flush,
+    ) -> Result<Self, String> {
         let flags: &[&str] = match flush {
             Flush::EveryChunk => &[],
             Flush::Never => &["--no-sync-data"],
         };
-        Self::example_with(media_root, flags, &[])
+        Self::spawn_example(binary, media_root, flags, &[])
     }
 
     /// The example server with extra flags and environment variables.
@@ -40,9 +50,21 @@ impl Server {
         flags: &[&str],
         env: &[(&str, &str)],
     ) -> Result<Self, String> {
-        let binary = std::env::current_exe()
-            .map_err(|e| e.to_string())?
-            .with_file_name("upload_server");
+        Self::spawn_example(None, media_root, flags, env)
+    }
+
+    fn spawn_example(
+        binary: Option<&Path>,
+        media_root: &Path,
+        flags: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Self, String> {
+        let binary = match binary {
+            Some(binary) => binary.to_owned(),
+            None => std::env::current_exe()
+                .map_err(|e| e.to_string())?
+                .with_file_name("upload_server"),
+        };
         if !binary.is_file() {
             return Err(format!(
                 "{} is missing: run `cargo build --release --examples` first",

@@ -209,12 +209,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     let listener = tokio::net::TcpListener::bind(args.bind).await?;
+    // Handlers in place before anyone is told where we listen: a Ctrl-C from then on
+    // stops the server cleanly.
+    let shutdown = shutdown_signal()?;
     println!(
         "listening on http://{}/resumable_upload/",
         listener.local_addr()?
     );
     let drain = args.body_idle_timeout + Duration::from_secs(5);
-    serve::serve(listener, app, args.header_timeout, shutdown_signal(), drain).await;
+    serve::serve(listener, app, args.header_timeout, shutdown, drain).await;
     stop_expiry.cancel();
     expiry.await?;
     println!("stopped");
@@ -257,13 +260,15 @@ fn check_media_root(media_root: &Path, own_state: &[(&str, PathBuf)]) -> Result<
     Ok(())
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("installing a SIGTERM handler");
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term.recv() => {}
-    }
+/// Installs the Ctrl-C and SIGTERM handlers now; the future resolves on either signal.
+fn shutdown_signal() -> std::io::Result<impl Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = term.recv() => {}
+        }
+    })
 }

@@ -4,7 +4,8 @@
 use object_store::aws::AmazonS3Builder;
 use sea_orm::DatabaseConnection;
 use sea_orm_resumable::{
-    UploadsBuilder, ledger::ChunkLedger, object_chunks::ObjectChunks, storage::object::ObjectFiles,
+    UploadsBuilder,
+    storage::object::{ObjectFiles, ObjectStorage},
 };
 use std::sync::Arc;
 
@@ -28,11 +29,10 @@ pub fn object_storage(
     }
     let s3 = Arc::new(s3.build()?);
     let prefix = args.chunk_subdir.to_string_lossy();
-    let mut chunks =
-        ObjectChunks::new(s3.clone(), ChunkLedger::new(db.clone())).with_prefix(&prefix);
+    let mut storage = ObjectStorage::new(s3.clone(), db.clone()).with_prefix(&prefix);
     if args.s3_parts {
-        chunks = chunks.with_parts(s3.clone());
+        storage = storage.with_parts(s3.clone());
     }
     let files = ObjectFiles::new(s3.clone()).with_signer(s3);
-    Ok(builder.object_storage(chunks, files))
+    Ok(builder.object_storage(storage.with_files(files)))
 }

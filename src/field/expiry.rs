@@ -50,7 +50,7 @@ impl Uploads {
     ///
     /// In shared mode ([`UploadsBuilder::object_storage`](crate::UploadsBuilder::object_storage))
     /// the ledger's times decide, counted from the present (`now` is not used): see
-    /// [`ObjectChunks::expire`](crate::storage::object::chunks::ObjectChunks::expire); uploads
+    /// the ledger; uploads
     /// whose save is under way are kept.
     pub async fn expire_as_of(&self, now: SystemTime) -> io::Result<ExpiryReport> {
         let settings = self.settings();

@@ -28,7 +28,7 @@ use crate::{
     UploadKey,
     storage::FileStorage,
     storage::ledger::{Reserved, SaveDestination, UploadState},
-    storage::object::SharedStorage,
+    storage::object::ObjectStorage,
 };
 
 /// Attempts at a unique name before giving up.
@@ -100,7 +100,7 @@ fn remember(key: MoveKey, upload: Arc<PendingUpload>, replaced: Option<String>) 
 /// `upload` and returns it.
 pub(super) async fn before_save<Db: ConnectionTrait>(
     upload: Arc<PendingUpload>,
-    shared: &SharedStorage,
+    shared: &ObjectStorage,
     wanted: String,
     replaced: Option<String>,
     destination: Destination,
@@ -232,7 +232,7 @@ pub(super) async fn after_save(key: &MoveKey) -> Result<bool, DbErr> {
 /// reservation. An upload of the same key made since (another instance) is never copied
 /// from nor removed.
 async fn finish(
-    shared: &SharedStorage,
+    shared: &ObjectStorage,
     (key, instance): (&UploadKey, &str),
     path: &str,
     size: u64,
@@ -278,7 +278,7 @@ async fn finish(
 /// twice is harmless, should its save still be running on another server), dropped if
 /// not and older than a save may take.
 pub(crate) async fn recover<Db: ConnectionTrait>(
-    shared: &SharedStorage,
+    shared: &ObjectStorage,
     db: &Db,
 ) -> Result<RecoveryReport, DbErr> {
     let mut report = RecoveryReport::default();

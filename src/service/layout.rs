@@ -14,10 +14,10 @@
 
 use std::fmt;
 
-/// How the client cut the file: see the [module docs](self).
+/// How the client cut the file: see the module docs.
 ///
 /// ```
-/// use sea_orm_resumable::layout::{Layout, Mode};
+/// use sea_orm_resumable::testing::{Layout, Mode};
 /// // 25 bytes in chunks of 10: chunk 2 of 15 bytes proves the standard mode.
 /// assert_eq!(Layout::new(25, 10).unwrap().place(2, 15).unwrap().implies, Some(Mode::Standard));
 /// ```
@@ -32,7 +32,7 @@ pub enum Mode {
 /// The size of a file and the chunk size it is sent in.
 ///
 /// ```
-/// use sea_orm_resumable::layout::{Layout, Mode};
+/// use sea_orm_resumable::testing::{Layout, Mode};
 ///
 /// let layout = Layout::new(2_500, 1_000).unwrap();
 /// // Standard: 2 chunks, the second holds 1_500 bytes; forced: 3 chunks.
@@ -51,7 +51,7 @@ pub struct Layout {
 /// Where one chunk goes, as checked by [`Layout::place`].
 ///
 /// ```
-/// use sea_orm_resumable::layout::Layout;
+/// use sea_orm_resumable::testing::Layout;
 /// let place = Layout::new(100, 10).unwrap().place(3, 10).unwrap();
 /// assert_eq!((place.offset, place.len, place.implies), (20, 10, None));
 /// ```
@@ -68,7 +68,7 @@ pub struct ChunkPlace {
 /// Why a chunk does not fit the layout; the message is one line for the client.
 ///
 /// ```
-/// use sea_orm_resumable::layout::Layout;
+/// use sea_orm_resumable::testing::Layout;
 /// let error = Layout::new(100, 10).unwrap().place(3, 9).unwrap_err();
 /// assert_eq!(error.to_string(), "chunk 3 must hold 10 bytes, not 9");
 /// ```
@@ -87,7 +87,7 @@ impl Layout {
     /// A layout for a file of `total_size` bytes sent in chunks of `chunk_size` bytes.
     ///
     /// ```
-    /// use sea_orm_resumable::layout::Layout;
+    /// use sea_orm_resumable::testing::Layout;
     /// assert!(Layout::new(10, 0).is_err());
     /// assert!(Layout::new(0, 1024).is_ok()); // a zero-byte file is one empty chunk
     /// ```
@@ -101,16 +101,6 @@ impl Layout {
         })
     }
 
-    /// The file size `T`.
-    pub fn total_size(&self) -> u64 {
-        self.total_size
-    }
-
-    /// The chunk size `C`.
-    pub fn chunk_size(&self) -> u64 {
-        self.chunk_size
-    }
-
     fn full_chunks(&self) -> u64 {
         self.total_size / self.chunk_size
     }
@@ -119,15 +109,10 @@ impl Layout {
         self.total_size % self.chunk_size
     }
 
-    /// Whether the two modes differ for this file (neither `T < C` nor `C | T`).
-    pub fn is_ambiguous(&self) -> bool {
-        self.full_chunks() >= 1 && self.remainder() > 0
-    }
-
     /// Number of chunks the client sends in `mode`.
     ///
     /// ```
-    /// use sea_orm_resumable::layout::{Layout, Mode};
+    /// use sea_orm_resumable::testing::{Layout, Mode};
     /// assert_eq!(Layout::new(0, 10).unwrap().chunk_count(Mode::Standard), 1);
     /// assert_eq!(Layout::new(30, 10).unwrap().chunk_count(Mode::Forced), 3);
     /// ```

@@ -5,7 +5,7 @@
 
 pub(crate) mod chunk;
 pub(crate) mod expiry;
-pub mod layout;
+pub(crate) mod layout;
 pub(crate) mod pace;
 pub(crate) mod rules;
 pub(crate) mod scope;

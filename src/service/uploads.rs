@@ -85,7 +85,7 @@ pub(crate) struct Inner {
     files: Arc<dyn FileStorage>,
     /// Chunks and files on object storage, for the model fields' saves.
     #[cfg(feature = "object-store")]
-    pub(crate) shared: Option<crate::storage::object::SharedStorage>,
+    pub(crate) shared: Option<crate::storage::object::ObjectStorage>,
 }
 
 /// The upload stores of a service.
@@ -126,7 +126,7 @@ pub struct UploadsBuilder {
     on_complete: Vec<CompletionHook>,
     fields: HashMap<String, FieldRules>,
     #[cfg(feature = "object-store")]
-    pub(crate) shared: Option<crate::storage::object::SharedStorage>,
+    pub(crate) shared: Option<crate::storage::object::ObjectStorage>,
 }
 
 /// An upload whose every chunk is in, as passed to [`UploadsBuilder::on_complete`].
@@ -323,49 +323,15 @@ impl UploadsBuilder {
 
 #[cfg(feature = "object-store")]
 impl UploadsBuilder {
-    /// Keeps chunks and saved files on object storage, with which chunks are in recorded
-    /// in the database (`chunks`' [`ChunkLedger`](crate::storage::ledger::ChunkLedger)): every
-    /// server built with the same store and database serves the same uploads, so a load
-    /// balancer may send each chunk anywhere. Saved files go to `files` at the key their
-    /// column holds (keys under the chunks' prefix are refused). The media root is then
-    /// not used for uploads, nor are the fields' `CHUNKS_UPLOAD_TO` (one prefix for all).
-    /// The upload quotas count what the ledger holds, for every server together.
-    ///
-    /// ```
-    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-    /// use sea_orm::{ConnectionTrait, Database};
-    /// use sea_orm_resumable::{Secret, Settings, Uploads, ledger::{ChunkLedger, create_tables}};
-    /// use sea_orm_resumable::{object_chunks::ObjectChunks, storage::object::ObjectFiles};
-    /// use std::sync::Arc;
-    ///
-    /// let db = Database::connect("sqlite::memory:").await.unwrap();
-    /// for table in create_tables() {
-    ///     db.execute(&table).await.unwrap();
-    /// }
-    /// // In production: object_store::aws::AmazonS3Builder (and `.with_signer` for URLs).
-    /// let bucket = Arc::new(object_store::memory::InMemory::new());
-    /// # let media = tempfile::tempdir().unwrap();
-    /// let uploads = Uploads::builder(Settings::new(media.path()), Secret::generate())
-    ///     .object_storage(ObjectChunks::new(bucket.clone(), ChunkLedger::new(db)), ObjectFiles::new(bucket))
-    ///     .build()
-    ///     .await
-    ///     .unwrap();
-    /// assert!(uploads.is_shared());
-    /// # });
-    /// ```
-    pub fn object_storage(
-        mut self,
-        chunks: crate::object_chunks::ObjectChunks,
-        files: crate::storage::object::ObjectFiles,
-    ) -> Self {
-        let prefix = chunks.prefix().as_ref();
-        let files = if prefix.is_empty() {
-            // Chunks at the top of the bucket: their two directories are off limits.
-            files.with_private("chunks").with_private("complete")
-        } else {
-            files.with_private(prefix)
-        };
-        self.shared = Some(crate::storage::object::SharedStorage { chunks, files });
+    /// Keeps uploads and saved files on object storage, with which chunks are in kept
+    /// in the app's database ([`ObjectStorage`](crate::storage::object::ObjectStorage)):
+    /// every server built with the same store and database serves the same uploads.
+    /// The media root is then not used for uploads, nor are the fields'
+    /// `CHUNKS_UPLOAD_TO` (one prefix for all). The upload quotas count what the database
+    /// holds, for every server together.
+    pub fn object_storage(mut self, storage: crate::storage::object::ObjectStorage) -> Self {
+        let files = storage.private_files();
+        self.shared = Some(crate::storage::object::ObjectStorage { files, ..storage });
         self
     }
 }
@@ -460,7 +426,7 @@ impl Uploads {
 
     /// Chunks and files on object storage, for the model fields' saves.
     #[cfg(feature = "object-store")]
-    pub(crate) fn shared(&self) -> Option<&crate::storage::object::SharedStorage> {
+    pub(crate) fn shared(&self) -> Option<&crate::storage::object::ObjectStorage> {
         self.inner.shared.as_ref()
     }
 

@@ -27,7 +27,7 @@
 //! # });
 //! ```
 
-pub mod ledger;
+pub(crate) mod ledger;
 pub(crate) mod local;
 pub mod media;
 #[cfg(feature = "object-store")]

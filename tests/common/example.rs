@@ -126,6 +126,17 @@ fn start_command(mut command: Command, media: &Path, extra: &[&str]) -> (Server,
     (Server(Some(child)), url)
 }
 
+/// Ctrl-C sent from this process at once (no `kill` process started first), and the
+/// example stops cleanly.
+pub fn interrupt_at_once(server: Server) {
+    let mut child = server.take();
+    let pid = i32::try_from(child.id()).unwrap();
+    // SAFETY: a plain system call on our own child's process id.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "stops cleanly on Ctrl-C: {exit:?}");
+}
+
 /// Ctrl-C, and the example stops cleanly.
 pub fn interrupt(server: Server) {
     let mut child = server.take();

@@ -32,7 +32,7 @@
 //!
 //! ```
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
-//! use sea_orm_resumable::ledger::{ChunkLedger, Claim, create_tables};
+//! use sea_orm_resumable::{ledger::create_tables, testing::{ChunkLedger, Claim}};
 //! use sea_orm_resumable::{Scope, UploadKey, UploadMeta};
 //! use sea_orm::{ConnectionTrait, Database};
 //!
@@ -59,6 +59,10 @@
 //! assert!(matches!(ledger.claim(&key).await.unwrap(), Claim::Complete));
 //! # });
 //! ```
+
+// Without the object-store backend only the tables are used (an app may make them in its
+// migration all the same).
+#![cfg_attr(not(feature = "object-store"), allow(dead_code, unused_imports))]
 
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DbErr, DeriveIden,
@@ -330,7 +334,7 @@ impl ChunkLedger {
     /// ```
     /// # async fn f(db: sea_orm::DatabaseConnection) {
     /// use std::time::Duration;
-    /// let ledger = sea_orm_resumable::ledger::ChunkLedger::new(db)
+    /// let ledger = sea_orm_resumable::testing::ChunkLedger::new(db)
     ///     .with_lease(Duration::from_secs(60));
     /// # }
     /// ```
@@ -745,7 +749,7 @@ impl ChunkLedger {
     /// `complete_expiry` ago.
     ///
     /// ```
-    /// # async fn f(ledger: sea_orm_resumable::ledger::ChunkLedger) {
+    /// # async fn f(ledger: sea_orm_resumable::testing::ChunkLedger) {
     /// use std::time::Duration;
     /// let day = Duration::from_secs(24 * 60 * 60);
     /// for key in ledger.stale(day, 7 * day).await.unwrap() {

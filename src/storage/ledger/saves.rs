@@ -4,6 +4,10 @@
 //! same name, whichever servers save them; and a reservation left by a server that died
 //! mid-save tells the next server's recovery which row to look for.
 
+// Without the object-store backend only the tables are used (an app may make them in its
+// migration all the same).
+#![cfg_attr(not(feature = "object-store"), allow(dead_code, unused_imports))]
+
 use sea_orm::{
     ConnectionTrait, DbErr, DeriveIden, SqlErr,
     sea_query::{ColumnDef, Expr, ExprTrait, Query, Table, TableCreateStatement},

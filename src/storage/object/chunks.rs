@@ -37,8 +37,8 @@
 //! ```
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! use sea_orm::{ConnectionTrait, Database};
-//! use sea_orm_resumable::ledger::{ChunkLedger, create_tables};
-//! use sea_orm_resumable::object_chunks::{ChunkOutcome, ObjectChunks};
+//! use sea_orm_resumable::{ledger::create_tables, testing::ChunkLedger};
+//! use sea_orm_resumable::testing::{ChunkOutcome, ObjectChunks};
 //! use sea_orm_resumable::{Scope, UploadKey, UploadMeta};
 //! use std::sync::Arc;
 //!
@@ -236,8 +236,8 @@ impl ObjectChunks {
     /// (S3 without SSE-KMS/SSE-C; S3-compatible servers).
     ///
     /// ```
-    /// # fn f(ledger: sea_orm_resumable::ledger::ChunkLedger) {
-    /// use sea_orm_resumable::object_chunks::ObjectChunks;
+    /// # fn f(ledger: sea_orm_resumable::testing::ChunkLedger) {
+    /// use sea_orm_resumable::testing::ObjectChunks;
     /// use std::sync::Arc;
     /// let store = Arc::new(object_store::memory::InMemory::new());
     /// let chunks = ObjectChunks::new(store.clone(), ledger).with_parts(store);
@@ -260,7 +260,7 @@ impl ObjectChunks {
     /// The same under another prefix (e.g. one per app sharing a bucket).
     ///
     /// ```
-    /// # fn f(chunks: sea_orm_resumable::object_chunks::ObjectChunks) {
+    /// # fn f(chunks: sea_orm_resumable::testing::ObjectChunks) {
     /// let chunks = chunks.with_prefix("uploads/tmp");
     /// # }
     /// ```

@@ -11,9 +11,107 @@ use std::{io, sync::Arc, time::Duration};
 use super::{ByteStream, FileStorage, invalid};
 use crate::storage::media::check_relative;
 
-pub mod chunks;
+pub(crate) mod chunks;
 mod uploads;
-pub(crate) use uploads::{ObjectUploads, SharedStorage};
+pub(crate) use uploads::ObjectUploads;
+
+/// Uploads and saved files on object storage (S3, GCS, Azure and S3-compatible stores,
+/// through the `object_store` crate), with which chunks are in kept in the app's database
+/// (the tables of [`ledger::create_tables`](crate::ledger::create_tables)): every server
+/// built with the same store and database serves the same uploads, so a load balancer
+/// may send each chunk anywhere. Give it to [`UploadsBuilder::object_storage`](crate::UploadsBuilder::object_storage).
+///
+/// Each chunk is one object under a prefix (default `resumable`: `<prefix>/chunks/<key>/…`);
+/// the one server that completes an upload assembles its file at
+/// `<prefix>/complete/<key>` by streaming the chunks, in order, into a multipart upload of
+/// 8 MiB parts (4 in flight: memory stays bounded whatever the size), or, with
+/// [`with_parts`](Self::with_parts), as one request. Saving a model copies the file to the
+/// key its column holds: a server-side copy within one store up to
+/// [`SERVER_COPY_LIMIT`], streamed beyond it or between two stores.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use sea_orm::{ConnectionTrait, Database};
+/// use sea_orm_resumable::{Secret, Settings, Uploads, ledger::create_tables};
+/// use sea_orm_resumable::storage::object::{ObjectFiles, ObjectStorage};
+/// use std::sync::Arc;
+///
+/// let db = Database::connect("sqlite::memory:").await.unwrap();
+/// for table in create_tables() {
+///     db.execute(&table).await.unwrap();
+/// }
+/// // In production: object_store::aws::AmazonS3Builder (and `with_signer` for URLs).
+/// let bucket = Arc::new(object_store::memory::InMemory::new());
+/// let storage = ObjectStorage::new(bucket.clone(), db)
+///     .with_prefix("uploads/tmp")
+///     .with_files(ObjectFiles::new(bucket));
+/// # let media = tempfile::tempdir().unwrap();
+/// let uploads = Uploads::builder(Settings::new(media.path()), Secret::generate())
+///     .object_storage(storage)
+///     .build()
+///     .await
+///     .unwrap();
+/// assert!(uploads.is_shared());
+/// # });
+/// ```
+#[derive(Clone, Debug)]
+pub struct ObjectStorage {
+    pub(crate) chunks: chunks::ObjectChunks,
+    pub(crate) files: ObjectFiles,
+}
+
+impl ObjectStorage {
+    /// Chunks and saved files in `store`, chunks under the prefix `resumable`, which
+    /// chunks are in kept in `db`.
+    pub fn new(store: Arc<dyn ObjectStore>, db: sea_orm::DatabaseConnection) -> Self {
+        let ledger = crate::storage::ledger::ChunkLedger::new(db);
+        Self {
+            chunks: chunks::ObjectChunks::new(store.clone(), ledger),
+            files: ObjectFiles::new(store),
+        }
+    }
+
+    /// Chunks under `prefix` instead (e.g. one per app sharing a bucket). Stored paths
+    /// under it are refused.
+    pub fn with_prefix(mut self, prefix: &str) -> Self {
+        self.chunks = self.chunks.with_prefix(prefix);
+        self
+    }
+
+    /// Lets chunks of 5–64 MiB go straight in as the parts of one multipart upload per
+    /// file (`parts` is the same store seen as a [`MultipartStore`]: S3, GCS, Azure,
+    /// InMemory), so completion is one request instead of a pass over the bytes. Each such
+    /// chunk is held in memory while it is sent (chunk size × requests in flight). Smaller
+    /// or larger chunks, and files of more than 10,000 chunks, still go one object per
+    /// chunk. Configure every server alike.
+    ///
+    /// [`MultipartStore`]: object_store::multipart::MultipartStore
+    pub fn with_parts(mut self, parts: Arc<dyn object_store::multipart::MultipartStore>) -> Self {
+        self.chunks = self.chunks.with_parts(parts);
+        self
+    }
+
+    /// Saved files go to `files` (another bucket, a signer for their URLs, a copy limit)
+    /// instead of the chunks' store.
+    pub fn with_files(mut self, files: ObjectFiles) -> Self {
+        self.files = files;
+        self
+    }
+
+    /// The saved files, with the chunks' keys kept out of reach.
+    pub(crate) fn private_files(&self) -> ObjectFiles {
+        let prefix = self.chunks.prefix().as_ref();
+        if prefix.is_empty() {
+            // Chunks at the top of the bucket: their two directories are off limits.
+            self.files
+                .clone()
+                .with_private("chunks")
+                .with_private("complete")
+        } else {
+            self.files.clone().with_private(prefix)
+        }
+    }
+}
 
 /// The largest object a server-side copy makes: S3's `CopyObject` stops at 5 GiB.
 pub const SERVER_COPY_LIMIT: u64 = 5 << 30;

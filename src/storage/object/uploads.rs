@@ -12,20 +12,13 @@ use crate::{
     storage::object::chunks::{ChunkOutcome, ObjectChunks, ObjectChunksError},
     storage::quotas::Quotas,
     storage::{
-        object::{ObjectFiles, to_io},
+        object::to_io,
         upload_store::{
             Body, Commit, Expired, ExpiryRule, Finish, Progress, StoreError, UploadMeta,
             UploadStore, Write,
         },
     },
 };
-
-/// Chunks and files on object storage, as the builder is given them.
-#[derive(Clone, Debug)]
-pub(crate) struct SharedStorage {
-    pub chunks: ObjectChunks,
-    pub files: ObjectFiles,
-}
 
 /// Uploads on object storage: one object per chunk, the ledger deciding what is in and
 /// who assembles the file, once.
