@@ -28,7 +28,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::{PendingUpload, name::alternative_path};
+use super::{
+    PendingUpload,
+    name::{NAME_ATTEMPTS, alternative_path},
+};
 use crate::service::settings::STAGING_DIR;
 
 /// A prepared move not committed after this long belongs to a save that failed; it is
@@ -38,16 +41,8 @@ pub(crate) const STALE_AFTER: Duration = Duration::from_secs(10 * 60);
 /// How long a dropped move is remembered, to fail its `after_save` if it comes after all.
 const TOMBSTONE_FOR: Duration = Duration::from_secs(24 * 60 * 60);
 
-/// Attempts at a unique name before giving up (each alternative has 62^7 choices).
-const NAME_ATTEMPTS: usize = 32;
-
 /// Where a save is going: the row's table (with its schema, if any) and file column.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub(crate) struct Destination {
-    pub schema: Option<String>,
-    pub table: String,
-    pub column: String,
-}
+pub(crate) use crate::storage::ledger::SaveDestination as Destination;
 
 /// One save: where its row goes, and through which connection (see `connection_id` in
 /// the save hooks).

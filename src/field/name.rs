@@ -149,6 +149,9 @@ pub(crate) fn stored_path(upload_to: &str, max_length: u32) -> Result<String, Na
     Ok(format!("{prefix}{stem}{extension}"))
 }
 
+/// Attempts at a unique name before giving up (each alternative has 62^7 choices).
+pub(crate) const NAME_ATTEMPTS: usize = 32;
+
 /// An alternative to a taken path: `_` and 7 random letters or digits before the
 /// extension, as Django does (`report_k3J9xQa.pdf`).
 pub(crate) fn alternative_path(path: &str) -> String {

@@ -20,19 +20,16 @@ use std::{
 use super::{
     PendingUpload, RecoveryReport,
     moves::{Destination, MoveKey, STALE_AFTER},
-    name::alternative_path,
+    name::{NAME_ATTEMPTS, alternative_path},
     row::{ALREADY_SAVED, row_holds},
     value::hook_error,
 };
 use crate::{
     UploadKey,
     storage::FileStorage,
-    storage::ledger::{Reserved, SaveDestination, UploadState},
+    storage::ledger::{Reserved, UploadState},
     storage::object::ObjectStorage,
 };
-
-/// Attempts at a unique name before giving up.
-const NAME_ATTEMPTS: usize = 32;
 
 /// A save between its two hooks in this process.
 struct ObjectMove {
@@ -58,26 +55,6 @@ static MOVES: Mutex<Option<HashMap<MoveKey, ObjectMove>>> = Mutex::new(None);
 fn with_moves<T>(f: impl FnOnce(&mut HashMap<MoveKey, ObjectMove>) -> T) -> T {
     let mut guard = MOVES.lock().unwrap_or_else(|e| e.into_inner());
     f(guard.get_or_insert_with(HashMap::new))
-}
-
-impl From<&Destination> for SaveDestination {
-    fn from(d: &Destination) -> Self {
-        Self {
-            schema: d.schema.clone(),
-            table: d.table.clone(),
-            column: d.column.clone(),
-        }
-    }
-}
-
-impl From<SaveDestination> for Destination {
-    fn from(d: SaveDestination) -> Self {
-        Self {
-            schema: d.schema,
-            table: d.table,
-            column: d.column,
-        }
-    }
 }
 
 /// Remembers a reserved save for `after_save` (and drops entries whose `after_save`
@@ -108,7 +85,6 @@ pub(super) async fn before_save<Db: ConnectionTrait>(
 ) -> Result<String, DbErr> {
     let ledger = shared.chunks.ledger();
     let key = upload.key;
-    let save_destination = SaveDestination::from(&destination);
     let mut candidate = wanted.clone();
     for _ in 0..NAME_ATTEMPTS {
         // An unfinished earlier save of this upload: refused if its row is stored (the
@@ -116,7 +92,7 @@ pub(super) async fn before_save<Db: ConnectionTrait>(
         // failed INSERT, or the same form twice); else given up for this one.
         if let Some(earlier) = ledger.save_reservation(&key).await? {
             let held = MoveKey {
-                destination: earlier.destination.clone().into(),
+                destination: earlier.destination.clone(),
                 relative: earlier.path.clone(),
             };
             let stored = row_holds(db, &held).await?;
@@ -134,7 +110,7 @@ pub(super) async fn before_save<Db: ConnectionTrait>(
             if stored {
                 return Err(hook_error(ALREADY_SAVED));
             }
-            if earlier.wanted == wanted && earlier.destination == save_destination {
+            if earlier.wanted == wanted && earlier.destination == destination {
                 if ledger.renew_save(&earlier).await?.is_some() {
                     remember(held, upload, replaced);
                     crate::faults::fault_point!("save-reserved");
@@ -164,7 +140,7 @@ pub(super) async fn before_save<Db: ConnectionTrait>(
                     (&key, &upload.meta.instance),
                     &candidate,
                     &wanted,
-                    &save_destination,
+                    &destination,
                 )
                 .await?
             {
@@ -287,7 +263,7 @@ pub(crate) async fn recover<Db: ConnectionTrait>(
         .saturating_sub(i64::try_from(STALE_AFTER.as_millis()).unwrap_or(i64::MAX));
     for reservation in ledger.stale_save_reservations(Duration::ZERO).await? {
         let key = MoveKey {
-            destination: reservation.destination.clone().into(),
+            destination: reservation.destination.clone(),
             relative: reservation.path.clone(),
         };
         if with_moves(|moves| moves.contains_key(&key)) {
