@@ -87,6 +87,7 @@ pub mod testing {
     pub use crate::storage::object::chunks::{
         ChunkOutcome, Expired, ObjectChunks, ObjectChunksError,
     };
+    pub use crate::storage::upload_store::StoreError;
 }
 
 pub use error::UploadError;

@@ -15,7 +15,7 @@ use sea_orm::{ConnectionTrait, DatabaseConnection};
 use sea_orm_resumable::{
     Scope, UploadKey, UploadMeta,
     ledger::create_tables,
-    testing::{ChunkLedger, ChunkOutcome, ObjectChunks, ObjectChunksError},
+    testing::{ChunkLedger, ChunkOutcome, ObjectChunks, ObjectChunksError, StoreError},
 };
 use sha2::{Digest, Sha256};
 use std::{collections::HashMap, path::Path, sync::Arc};
@@ -327,24 +327,29 @@ async fn a_short_or_long_body_is_refused_and_not_recorded(backend: db::Backend) 
             .await;
         assert!(matches!(
             short,
-            Err(ObjectChunksError::TooShort {
+            Err(ObjectChunksError::Body(StoreError::TooShort {
                 got: 5,
                 expected: 10
-            })
+            }))
         ));
         let long = chunks
             .put_chunk(&file.key, &file.meta, 1, 10, body(b"0123456789ab"))
             .await;
         assert!(matches!(
             long,
-            Err(ObjectChunksError::TooLong { expected: 10 })
+            Err(ObjectChunksError::Body(StoreError::TooLong {
+                expected: 10
+            }))
         ));
         let broken = futures_util::stream::iter([
             Ok(Bytes::from_static(b"0123")),
             Err(std::io::Error::other("connection reset")),
         ]);
         let cut = chunks.put_chunk(&file.key, &file.meta, 1, 10, broken).await;
-        assert!(matches!(cut, Err(ObjectChunksError::Body(_))));
+        assert!(matches!(
+            cut,
+            Err(ObjectChunksError::Body(StoreError::Body(_)))
+        ));
         assert!(!chunks.has_chunk(&file.key, 1).await.unwrap(), "{kind:?}");
         for number in [0, 4, u64::MAX] {
             let outside = chunks

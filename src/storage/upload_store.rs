@@ -146,7 +146,7 @@ pub(crate) struct Progress {
 
 /// Why a store refused or failed.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum StoreError {
+pub enum StoreError {
     /// The body ended before the range's end ([`Commit::Whole`]).
     #[error("the chunk body has {got} bytes, expected {expected}")]
     TooShort {

@@ -77,7 +77,7 @@ use std::sync::Arc;
 use crate::{
     UploadKey, UploadMeta,
     storage::ledger::{ChunkLedger, Claim, RecordedChunk, UploadState},
-    storage::upload_store::Commit,
+    storage::upload_store::{Commit, StoreError},
 };
 
 /// Chunk bodies up to this size are buffered and stored with one `PUT`; larger ones are
@@ -105,23 +105,9 @@ pub const MAX_PART_CHUNK: u64 = 64 << 20;
 /// Why storing a chunk failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ObjectChunksError {
-    /// The body ended before the announced number of bytes.
-    #[error("the chunk body has {got} bytes, expected {expected}")]
-    TooShort {
-        /// Bytes received.
-        got: u64,
-        /// Bytes announced.
-        expected: u64,
-    },
-    /// The body went on past the announced number of bytes.
-    #[error("the chunk body is longer than the announced {expected} bytes")]
-    TooLong {
-        /// Bytes announced.
-        expected: u64,
-    },
-    /// Reading the body failed.
-    #[error("the chunk body was cut off: {0}")]
-    Body(String),
+    /// The body was shorter or longer than announced, or broke off.
+    #[error(transparent)]
+    Body(StoreError),
     /// The ledger already holds this upload with other sizes (another upload under the
     /// same identifier).
     #[error("the upload is known with another size or chunk size")]
@@ -592,12 +578,14 @@ impl ObjectChunks {
             let piece = match piece {
                 Ok(piece) => piece,
                 Err(e) => {
-                    ended = Some(ObjectChunksError::Body(e.to_string()));
+                    ended = Some(ObjectChunksError::Body(StoreError::Body(e.to_string())));
                     break;
                 }
             };
             if received + piece.len() as u64 > len {
-                ended = Some(ObjectChunksError::TooLong { expected: len });
+                ended = Some(ObjectChunksError::Body(StoreError::TooLong {
+                    expected: len,
+                }));
                 break;
             }
             received += piece.len() as u64;
@@ -622,10 +610,10 @@ impl ObjectChunks {
             }
         }
         if ended.is_none() && received < len {
-            ended = Some(ObjectChunksError::TooShort {
+            ended = Some(ObjectChunksError::Body(StoreError::TooShort {
                 got: received,
                 expected: len,
-            });
+            }));
         }
         if let Some(e) = ended
             && (commit == Commit::Whole || received == 0)
@@ -886,18 +874,20 @@ where
     let mut pieces = Vec::new();
     let mut received: u64 = 0;
     while let Some(piece) = body.next().await {
-        let piece = piece.map_err(|e| ObjectChunksError::Body(e.to_string()))?;
+        let piece = piece.map_err(|e| ObjectChunksError::Body(StoreError::Body(e.to_string())))?;
         received += piece.len() as u64;
         if received > len {
-            return Err(ObjectChunksError::TooLong { expected: len });
+            return Err(ObjectChunksError::Body(StoreError::TooLong {
+                expected: len,
+            }));
         }
         pieces.push(piece);
     }
     if received < len {
-        return Err(ObjectChunksError::TooShort {
+        return Err(ObjectChunksError::Body(StoreError::TooShort {
             got: received,
             expected: len,
-        });
+        }));
     }
     Ok(pieces.into_iter().collect())
 }

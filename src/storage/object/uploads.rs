@@ -61,9 +61,7 @@ fn ledger_error(e: sea_orm::DbErr) -> StoreError {
 impl From<ObjectChunksError> for StoreError {
     fn from(e: ObjectChunksError) -> Self {
         match e {
-            ObjectChunksError::TooShort { got, expected } => Self::TooShort { got, expected },
-            ObjectChunksError::TooLong { expected } => Self::TooLong { expected },
-            ObjectChunksError::Body(e) => Self::Body(e),
+            ObjectChunksError::Body(e) => e,
             ObjectChunksError::Store(e) => Self::Io(to_io(e)),
             ObjectChunksError::Ledger(e) => ledger_error(e),
             ObjectChunksError::MissingChunk(_)
