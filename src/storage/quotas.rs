@@ -112,11 +112,12 @@ impl Quotas {
     }
 
     /// Counts a new upload; refused (with a sentence saying which limit) when it would
-    /// break one. An upload already counted is fine.
-    pub fn try_hold(&self, slot: Slot, held: Held) -> Result<(), String> {
+    /// break one. An upload already counted is fine: false then (true: counted by this
+    /// call, for the caller to release should it give the upload up).
+    pub fn try_hold(&self, slot: Slot, held: Held) -> Result<bool, String> {
         let mut state = self.locked();
         if state.held.contains_key(&slot) {
-            return Ok(());
+            return Ok(false);
         }
         let scope = state.scopes.get(&held.scope).copied().unwrap_or_default();
         let client = held
@@ -129,7 +130,7 @@ impl Quotas {
             held.bytes,
         )?;
         state.add(slot, held);
-        Ok(())
+        Ok(true)
     }
 
     /// Whether one more upload of `bytes` fits beside what its scope, its client (when
@@ -252,8 +253,11 @@ mod tests {
     fn a_scope_at_its_limit_holds_nothing_new_until_one_is_released() {
         let quotas = quotas((2, 100), (10, 1000), (10, 1000));
         quotas.try_hold(slot("1"), held("a", None, 1)).unwrap();
-        quotas.try_hold(slot("2"), held("a", None, 1)).unwrap();
-        quotas.try_hold(slot("2"), held("a", None, 1)).unwrap();
+        assert!(quotas.try_hold(slot("2"), held("a", None, 1)).unwrap());
+        assert!(
+            !quotas.try_hold(slot("2"), held("a", None, 1)).unwrap(),
+            "held already: not this call's to release"
+        );
         let refused = quotas.try_hold(slot("3"), held("a", None, 1)).unwrap_err();
         assert!(refused.contains("at most 2 per user"), "{refused}");
         quotas.try_hold(slot("3"), held("b", None, 1)).unwrap();

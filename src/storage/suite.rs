@@ -281,6 +281,23 @@ async fn a_cut_off_body_commits_the_prefix_it_received(backend: Backend) {
     let bytes = data(3_000, 5);
     let (key, meta) = upload(&bytes, 1);
     store.open(&key, &meta).await.unwrap();
+    if !matches!(backend, Backend::Local) {
+        // Object storage keeps whole writes only, for now (see ObjectUploads::write).
+        let refused = store
+            .write(
+                &key,
+                0..3_000,
+                &mut cut_body(&bytes[..1_200]),
+                Commit::Prefix,
+            )
+            .await;
+        assert!(
+            matches!(refused, Err(StoreError::Refused(_))),
+            "{refused:?}"
+        );
+        assert!(store.received(&key).await.unwrap().is_empty());
+        return;
+    }
     // All or nothing: a cut-off body records nothing.
     let whole = store
         .write(

@@ -12,8 +12,8 @@ use crate::{
     UploadKey,
     storage::quotas::Quotas,
     storage::upload_store::{
-        Body, Commit, Expired, ExpiryRule, Finish, Progress, StoreError, UploadMeta, UploadStore,
-        Write,
+        self, Body, Commit, Expired, ExpiryRule, Finish, Progress, StoreError, UploadMeta,
+        UploadStore, Write,
     },
 };
 use files::FsStore;
@@ -42,9 +42,13 @@ impl LocalUploads {
     ) -> io::Result<Self> {
         let store = FsStore::open(path, sync_data).await?;
         for (key, _, _) in store.uploads().await? {
-            if let Some(stored) = store.load(&key).await? {
+            match store.load(&key).await {
                 // Counted even past the limits: they exist; new ones wait.
-                quotas.force_hold((dir, key), (&stored.meta).into());
+                Ok(Some(stored)) => quotas.force_hold((dir, key), (&stored.meta).into()),
+                Ok(None) => {}
+                // One upload's damaged files do not keep the server from starting; its
+                // requests fail until it expires.
+                Err(e) => tracing::warn!(%key, error = %e, "an upload's files cannot be read"),
             }
         }
         Ok(Self {
@@ -65,18 +69,26 @@ impl LocalUploads {
 
     /// Counts a new upload against the quotas and the free space.
     fn admit(&self, key: &UploadKey, meta: &UploadMeta) -> Result<(), StoreError> {
-        self.quotas
+        let ours = self
+            .quotas
             .try_hold((self.dir, *key), meta.into())
             .map_err(StoreError::Refused)?;
+        // Given up: released only if this call counted it (a request opening the same
+        // upload at the same moment may have).
+        let give_up = || {
+            if ours {
+                self.quotas.release((self.dir, *key));
+            }
+        };
         let free = self
             .registry
             .store
             .free_space()
-            .inspect_err(|_| self.quotas.release((self.dir, *key)))?;
+            .inspect_err(|_| give_up())?;
         if let Some(free) = free
             && free < meta.total_size
         {
-            self.quotas.release((self.dir, *key));
+            give_up();
             return Err(StoreError::Refused(format!(
                 "the server has not enough free space for this file ({} bytes; {free} \
                  free): try again later or with a smaller file",
@@ -124,6 +136,7 @@ impl UploadStore for LocalUploads {
         commit: Commit,
     ) -> Result<Write, StoreError> {
         let upload = self.upload(key).await?;
+        upload_store::check_range(&upload.meta, &range)?;
         let claim = match upload.claim(range.clone(), self.wait).await? {
             Claim::Stored => return Ok(Write::Stored),
             Claim::Write(claim) => claim,

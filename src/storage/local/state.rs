@@ -16,7 +16,6 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    io,
     ops::Range,
     sync::{Arc, Mutex, MutexGuard},
     time::{Duration, Instant},
@@ -70,19 +69,25 @@ pub(crate) struct RangeClaim<'a> {
 }
 
 impl Upload {
-    fn new(
-        key: UploadKey,
-        meta: UploadMeta,
-        stored: Option<(Vec<Range<u64>>, bool)>,
-    ) -> io::Result<Self> {
+    fn new(key: UploadKey, meta: UploadMeta, stored: Option<(Vec<Range<u64>>, bool)>) -> Self {
         let (ranges, complete) = stored.unwrap_or_default();
-        let received = RangeSet::from_ranges(ranges).ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("the ranges recorded for upload {key} overlap"),
-            )
-        })?;
-        Ok(Self {
+        let mut received = RangeSet::default();
+        let size = meta.total_size;
+        for range in ranges {
+            // A record written twice (its request cut off between the file and memory,
+            // then sent again) counts once; one that cannot be a write of this upload
+            // (zeros a crash left, say) is skipped: its bytes are asked for again.
+            let fits = range.start < range.end && range.end <= size
+                || range.is_empty() && size == 0 && range.start == 0;
+            let aligned = range.start.is_multiple_of(meta.chunk_size.max(1));
+            if received.holds(&range) {
+                continue;
+            }
+            if !fits || !aligned || !received.insert(range.clone()) {
+                tracing::warn!(%key, ?range, "skipping a range record that does not fit the upload");
+            }
+        }
+        Self {
             key,
             meta,
             state: Mutex::new(State {
@@ -94,7 +99,7 @@ impl Upload {
             }),
             released: Notify::new(),
             finishing: tokio::sync::Mutex::new(()),
-        })
+        }
     }
 
     /// When a request last looked at the upload (reading it does not count).
@@ -189,7 +194,7 @@ impl Upload {
     /// The ranges received, in order.
     #[cfg_attr(not(test), allow(dead_code))]
     pub fn received(&self) -> Vec<Range<u64>> {
-        self.state().received.ranges().to_vec()
+        self.state().received.ranges()
     }
 
     fn all_in(&self) -> bool {
@@ -327,7 +332,7 @@ impl Registry {
             key,
             stored.meta,
             Some((stored.ranges, stored.complete)),
-        )?))
+        )))
     }
 
     /// The upload `key`, if it exists in memory or in the store. Looking up an upload that
@@ -407,7 +412,7 @@ impl Registry {
                 if let Some(stored) = self.store.load(&key).await? {
                     return Self::loaded(key, stored);
                 }
-                let upload = Upload::new(key, meta.clone(), None)?;
+                let upload = Upload::new(key, meta.clone(), None);
                 self.store.create(&key, meta).await?;
                 Ok(Arc::new(upload))
             })
@@ -573,5 +578,16 @@ mod tests {
             upload.claim(4..8, Duration::ZERO).await,
             Ok(Claim::Write(_))
         ));
+    }
+
+    #[test]
+    fn a_record_written_twice_counts_once_and_one_that_cannot_be_a_write_is_skipped() {
+        let key = UploadKey::derive(&Scope::anonymous(), "records");
+        let records = vec![0..4, 4..8, 0..4, 0..0, 5..6, 6..9, 4..5];
+        let upload = Upload::new(key, meta("records", 8), Some((records, false)));
+        // 0..0 (zeros), 5..6 (not at a chunk boundary), 6..9 (past the end) and 4..5
+        // (overlaps 4..8) are skipped; the repeat of 0..4 counts once.
+        assert_eq!(upload.received(), vec![0..4, 4..8]);
+        assert!(upload.all_in());
     }
 }

@@ -255,6 +255,12 @@ impl ObjectChunks {
         self
     }
 
+    /// The same with the ledger's claims holding for `lease`.
+    pub(crate) fn with_ledger_lease(mut self, lease: std::time::Duration) -> Self {
+        self.ledger = self.ledger.with_lease(lease);
+        self
+    }
+
     /// The prefix chunk and assembled objects are kept under.
     pub fn prefix(&self) -> &ObjectPath {
         &self.prefix

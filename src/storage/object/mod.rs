@@ -91,6 +91,13 @@ impl ObjectStorage {
         self
     }
 
+    /// How long a server's claim to assemble an upload holds before another may take it
+    /// over (default 10 minutes; a live assembler renews it every third of it).
+    pub fn with_lease(mut self, lease: std::time::Duration) -> Self {
+        self.chunks = self.chunks.with_ledger_lease(lease);
+        self
+    }
+
     /// Saved files go to `files` (another bucket, a signer for their URLs, a copy limit)
     /// instead of the chunks' store.
     pub fn with_files(mut self, files: ObjectFiles) -> Self {

@@ -14,7 +14,7 @@ use crate::{
     storage::{
         object::to_io,
         upload_store::{
-            Body, Commit, Expired, ExpiryRule, Finish, Progress, StoreError, UploadMeta,
+            self, Body, Commit, Expired, ExpiryRule, Finish, Progress, StoreError, UploadMeta,
             UploadStore, Write,
         },
     },
@@ -128,7 +128,16 @@ impl UploadStore for ObjectUploads {
         body: &mut Body<'_>,
         commit: Commit,
     ) -> Result<Write, StoreError> {
+        if commit == Commit::Prefix {
+            // Two cut-off appends from one start could write one chunk object with
+            // different bytes (chunk objects are named by their number alone): not until
+            // the ledger tells such writes apart.
+            return Err(StoreError::Refused(
+                "object storage keeps whole writes only, for now".into(),
+            ));
+        }
         let meta = self.meta(key).await?;
+        upload_store::check_range(&meta, &range)?;
         let number = Self::chunk_number(&meta, &range)?;
         let len = range.end - range.start;
         let written = self
