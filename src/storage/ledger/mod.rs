@@ -555,7 +555,9 @@ impl ChunkLedger {
     }
 
     /// Whether a chunk other than `number` of `size` bytes shares a byte with it, in an
-    /// upload of chunks of `chunk_size` (chunk `n` starts at `(n − 1)·chunk_size`).
+    /// upload of chunks of `chunk_size` (chunk `n` starts at `(n − 1)·chunk_size`). With
+    /// the recorded chunks disjoint, only two kinds can: those starting inside it, and the
+    /// nearest one before it. Two index range reads, whatever the number of chunks.
     #[cfg(feature = "object-store")]
     pub(crate) async fn clashes(
         &self,
@@ -564,27 +566,46 @@ impl ChunkLedger {
         number: u64,
         size: u64,
     ) -> Result<bool, DbErr> {
+        let chunk_size = Ord::max(chunk_size, 1);
         let start = (number - 1).saturating_mul(chunk_size);
         let end = start.saturating_add(size);
-        let chunk_bytes = as_i64(chunk_size)?;
-        let chunk_start = || Expr::col(ResumableChunk::Number).sub(1).mul(chunk_bytes);
-        let select = Query::select()
+        let last = if size == 0 {
+            number
+        } else {
+            (end - 1) / chunk_size + 1
+        };
+        let inside = Query::select()
             .expr(Expr::val(1))
             .from(ResumableChunk::Table)
             .and_where(Expr::col(ResumableChunk::UploadKey).eq(key_text(key)))
+            .and_where(Expr::col(ResumableChunk::Number).between(as_i64(number)?, as_i64(last)?))
             .and_where(
                 Expr::col(ResumableChunk::Number)
                     .ne(as_i64(number)?)
                     .or(Expr::col(ResumableChunk::Size).ne(as_i64(size)?)),
             )
-            .and_where(chunk_start().lt(as_i64(end)?))
-            .and_where(
-                chunk_start()
-                    .add(Expr::col(ResumableChunk::Size))
-                    .gt(as_i64(start)?),
-            )
             .to_owned();
-        Ok(self.db.query_one(&select).await?.is_some())
+        if self.db.query_one(&inside).await?.is_some() {
+            return Ok(true);
+        }
+        let before = Query::select()
+            .columns([ResumableChunk::Number, ResumableChunk::Size])
+            .from(ResumableChunk::Table)
+            .and_where(Expr::col(ResumableChunk::UploadKey).eq(key_text(key)))
+            .and_where(Expr::col(ResumableChunk::Number).lt(as_i64(number)?))
+            .order_by(ResumableChunk::Number, sea_orm::sea_query::Order::Desc)
+            .limit(1)
+            .to_owned();
+        let Some(row) = self.db.query_one(&before).await? else {
+            return Ok(false);
+        };
+        let (previous, previous_size): (i64, i64) =
+            (row.try_get("", "number")?, row.try_get("", "size")?);
+        let previous_end = u64::try_from(previous - 1)
+            .unwrap_or(0)
+            .saturating_mul(chunk_size)
+            .saturating_add(u64::try_from(previous_size).unwrap_or(0));
+        Ok(previous_end > start)
     }
 
     /// How many chunks are in.
