@@ -304,9 +304,9 @@ async fn measure(
         }
         Contender::Baseline(flush) => {
             let binary = args.baseline.as_deref().ok_or("no --baseline")?;
-            let theirs = crate::baseline_run(
+            let theirs = crate::server_run_of(
                 http,
-                (binary, &args.dir),
+                (Some(binary), &args.dir),
                 &|url: &str| run(url, Body::Multipart),
                 source,
                 size,

@@ -326,16 +326,13 @@ async fn server_run(
     id: &str,
     flush: Flush,
 ) -> Result<ServerRun, String> {
-    let root = dir.join("run");
-    let _ = std::fs::remove_dir_all(&root);
-    let server = Server::example(&root.join("media"), flush)?;
-    measure_server(http, server, &root, run, (source, size, id)).await
+    server_run_of(http, (None, dir), run, source, size, id, flush).await
 }
 
-/// [`server_run`] with the example server of another build.
-async fn baseline_run(
+/// [`server_run`] with the example server of `binary` (another build), or this build's.
+async fn server_run_of(
     http: &reqwest::Client,
-    (binary, dir): (&Path, &Path),
+    (binary, dir): (Option<&Path>, &Path),
     run: &impl Fn(&str) -> Run,
     source: Arc<File>,
     size: u64,
@@ -344,7 +341,7 @@ async fn baseline_run(
 ) -> Result<ServerRun, String> {
     let root = dir.join("run");
     let _ = std::fs::remove_dir_all(&root);
-    let server = Server::example_from(Some(binary), &root.join("media"), flush)?;
+    let server = Server::example_from(binary, &root.join("media"), flush)?;
     measure_server(http, server, &root, run, (source, size, id)).await
 }
 

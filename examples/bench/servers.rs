@@ -24,14 +24,9 @@ pub struct Server {
 }
 
 impl Server {
+    /// The example server of `binary` (another build, e.g. the commit before a change), or
     /// `target/<profile>/examples/upload_server` (build it with `cargo build --release
-    /// --examples`) on a fresh media root, with its own SQLite file beside it.
-    pub fn example(media_root: &Path, flush: Flush) -> Result<Self, String> {
-        Self::example_from(None, media_root, flush)
-    }
-
-    /// The example server of `binary` (another build, e.g. the commit before a change;
-    /// `None`: this build's), as [`example`](Self::example) starts it.
+    /// --examples`), on a fresh media root, with its own SQLite file beside it.
     pub fn example_from(
         binary: Option<&Path>,
         media_root: &Path,
