@@ -781,8 +781,8 @@ impl Uploads {
 }
 
 /// Chunks received and chunks in the whole file, as the answers count them: which of the
-/// client's two ways of cutting the file it uses shows once the range ending at the
-/// file's end is in (or every byte).
+/// client's two ways of cutting the file it uses shows once one of the chunks that tell
+/// them apart is the furthest in (or every byte is).
 pub(crate) fn chunk_counts(
     meta: &UploadMeta,
     progress: &crate::storage::upload_store::Progress,
@@ -794,15 +794,71 @@ pub(crate) fn chunk_counts(
         return (progress.ranges, progress.ranges);
     };
     let mode = progress
-        .tail
+        .last
         .as_ref()
-        .and_then(|tail| {
-            let number = tail.start / meta.chunk_size + 1;
-            layout.place(number, tail.end - tail.start).ok()?.implies
+        .and_then(|last| {
+            let number = last.start / meta.chunk_size.max(1) + 1;
+            layout.place(number, last.end - last.start).ok()?.implies
         })
         .unwrap_or(Mode::Standard);
     (
         progress.ranges,
         layout.chunk_count(mode).max(progress.ranges),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(number: u64, len: u64) -> ChunkParams {
+        ChunkParams {
+            chunk_number: number,
+            chunk_size: 10,
+            current_chunk_size: len,
+            total_size: 25,
+            identifier: "25-counts".into(),
+            filename: "counts.bin".into(),
+            relative_path: None,
+            content_type: None,
+            file_part: "file".into(),
+            field: None,
+        }
+    }
+
+    async fn send(uploads: &Uploads, number: u64, len: u64) -> UploadStatus {
+        let body =
+            futures_util::stream::iter([Ok::<_, io::Error>(Bytes::from(vec![b'x'; len as usize]))]);
+        uploads
+            .receive_chunk(&Scope::new("u"), &chunk(number, len), body)
+            .await
+            .unwrap()
+    }
+
+    /// 25 bytes in chunks of 10: two chunks (10 + 15) by default, three (10 + 10 + 5) with
+    /// `forceChunkSize`. Answers count the chunks of the way the client cuts the file as
+    /// soon as a chunk shows it.
+    #[tokio::test]
+    async fn answers_count_the_chunks_of_the_clients_way_of_cutting_the_file() {
+        for (forced, total) in [(true, 3), (false, 2)] {
+            let media = tempfile::tempdir().unwrap();
+            let uploads = Uploads::builder(Settings::new(media.path()), Secret::generate())
+                .build()
+                .await
+                .unwrap();
+            let first = send(&uploads, 1, 10).await;
+            assert_eq!(
+                (first.chunks_received, first.total_chunks),
+                (1, 2),
+                "not told yet"
+            );
+            let second = send(&uploads, 2, if forced { 10 } else { 15 }).await;
+            assert_eq!((second.chunks_received, second.total_chunks), (2, total));
+            assert_eq!(second.complete, !forced);
+            if forced {
+                let last = send(&uploads, 3, 5).await;
+                assert!(last.complete && last.total_chunks == 3);
+            }
+        }
+    }
 }

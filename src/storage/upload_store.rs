@@ -146,8 +146,9 @@ pub(crate) struct Progress {
     pub complete: bool,
     /// Number of writes received (for resumable.js, chunks).
     pub ranges: u64,
-    /// The received range that ends at the file's end, when the store tells.
-    pub tail: Option<Range<u64>>,
+    /// The received range that starts furthest into the file (for resumable.js, it tells
+    /// how the client cuts the file once one of the last chunks is in).
+    pub last: Option<Range<u64>>,
 }
 
 /// Why a store refused or failed.
@@ -351,10 +352,10 @@ impl RangeSet {
         self.bytes == size
     }
 
-    /// The range that ends at `size`, if received.
-    pub fn tail(&self, size: u64) -> Option<Range<u64>> {
+    /// The range that starts furthest into the file.
+    pub fn last(&self) -> Option<Range<u64>> {
         let (&start, &end) = self.ranges.last_key_value()?;
-        (end == size).then_some(start..end)
+        Some(start..end)
     }
 }
 
@@ -391,7 +392,7 @@ mod tests {
         assert!(set.holds(&(10..20)) && !set.holds(&(5..15)) && !set.holds(&(0..20)));
         assert!(set.tiles(20) && !set.tiles(21));
         assert!(set.insert(20..21));
-        assert_eq!(set.tail(21), Some(20..21));
+        assert_eq!(set.last(), Some(20..21));
         assert_eq!(set.len(), 3);
         assert_eq!(set.ranges(), vec![0..10, 10..20, 20..21]);
     }

@@ -608,6 +608,31 @@ impl ChunkLedger {
         Ok(previous_end > start)
     }
 
+    /// The chunk with the highest number, if any is in.
+    #[cfg(feature = "object-store")]
+    pub(crate) async fn last_chunk(&self, key: &UploadKey) -> Result<Option<RecordedChunk>, DbErr> {
+        let select = Query::select()
+            .columns([
+                ResumableChunk::Number,
+                ResumableChunk::Size,
+                ResumableChunk::Part,
+            ])
+            .from(ResumableChunk::Table)
+            .and_where(Expr::col(ResumableChunk::UploadKey).eq(key_text(key)))
+            .order_by(ResumableChunk::Number, sea_orm::sea_query::Order::Desc)
+            .limit(1)
+            .to_owned();
+        let unsigned = |n: i64| u64::try_from(n).map_err(|_| DbErr::Custom(format!("{n} < 0")));
+        let Some(row) = self.db.query_one(&select).await? else {
+            return Ok(None);
+        };
+        Ok(Some(RecordedChunk {
+            number: unsigned(row.try_get("", "number")?)?,
+            size: unsigned(row.try_get("", "size")?)?,
+            part: row.try_get("", "part")?,
+        }))
+    }
+
     /// How many chunks are in.
     pub async fn count(&self, key: &UploadKey) -> Result<u64, DbErr> {
         let select = Query::select()

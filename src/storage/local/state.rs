@@ -187,7 +187,7 @@ impl Upload {
         Progress {
             complete: state.complete,
             ranges: state.received.len(),
-            tail: state.received.tail(self.meta.total_size),
+            last: state.received.last(),
         }
     }
 

@@ -172,7 +172,13 @@ impl UploadStore for ObjectUploads {
         Ok(Progress {
             complete,
             ranges: ledger.count(key).await.map_err(ledger_error)?,
-            tail: None,
+            last: match ledger.last_chunk(key).await.map_err(ledger_error)? {
+                Some(chunk) => {
+                    let start = (chunk.number - 1).saturating_mul(self.meta(key).await?.chunk_size);
+                    Some(start..start.saturating_add(chunk.size))
+                }
+                None => None,
+            },
         })
     }
 
