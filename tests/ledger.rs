@@ -306,11 +306,13 @@ async fn stale_uploads_are_the_idle_unfinished_and_the_long_complete(backend: Ba
         panic!("all in")
     };
     assert!(ledger.complete(&done, token).await.unwrap());
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Ages 0 and ≥ 1.5 s apart, judged by a 1 s expiry: room for a slow machine's
+    // queries between them (a 300 ms / 200 ms version failed once on a loaded CI run).
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
     ledger.record(&busy, 2, 10, None).await.unwrap();
     ledger.open(&fresh, &meta("fresh", "f", 2)).await.unwrap();
     let long = Duration::from_secs(3600);
-    let short = Duration::from_millis(200);
+    let short = Duration::from_secs(1);
     let mut found = ledger.stale(short, long).await.unwrap();
     found.sort_by_key(|k| k.to_string());
     assert_eq!(found, vec![idle], "idle past the expiry, no recent chunk");
