@@ -611,26 +611,10 @@ impl ChunkLedger {
     /// The chunk with the highest number, if any is in.
     #[cfg(feature = "object-store")]
     pub(crate) async fn last_chunk(&self, key: &UploadKey) -> Result<Option<RecordedChunk>, DbErr> {
-        let select = Query::select()
-            .columns([
-                ResumableChunk::Number,
-                ResumableChunk::Size,
-                ResumableChunk::Part,
-            ])
-            .from(ResumableChunk::Table)
-            .and_where(Expr::col(ResumableChunk::UploadKey).eq(key_text(key)))
-            .order_by(ResumableChunk::Number, sea_orm::sea_query::Order::Desc)
-            .limit(1)
-            .to_owned();
-        let unsigned = |n: i64| u64::try_from(n).map_err(|_| DbErr::Custom(format!("{n} < 0")));
-        let Some(row) = self.db.query_one(&select).await? else {
-            return Ok(None);
-        };
-        Ok(Some(RecordedChunk {
-            number: unsigned(row.try_get("", "number")?)?,
-            size: unsigned(row.try_get("", "size")?)?,
-            part: row.try_get("", "part")?,
-        }))
+        let last = self
+            .chunk_rows(key, sea_orm::sea_query::Order::Desc, Some(1))
+            .await?;
+        Ok(last.into_iter().next())
     }
 
     /// How many chunks are in.
@@ -649,7 +633,18 @@ impl ChunkLedger {
 
     /// Every chunk that is in, by number.
     pub async fn chunks(&self, key: &UploadKey) -> Result<Vec<RecordedChunk>, DbErr> {
-        let select = Query::select()
+        self.chunk_rows(key, sea_orm::sea_query::Order::Asc, None)
+            .await
+    }
+
+    /// The upload's chunks in `order` of their numbers, at most `limit` of them.
+    async fn chunk_rows(
+        &self,
+        key: &UploadKey,
+        order: sea_orm::sea_query::Order,
+        limit: Option<u64>,
+    ) -> Result<Vec<RecordedChunk>, DbErr> {
+        let mut select = Query::select()
             .columns([
                 ResumableChunk::Number,
                 ResumableChunk::Size,
@@ -657,8 +652,11 @@ impl ChunkLedger {
             ])
             .from(ResumableChunk::Table)
             .and_where(Expr::col(ResumableChunk::UploadKey).eq(key_text(key)))
-            .order_by(ResumableChunk::Number, sea_orm::sea_query::Order::Asc)
+            .order_by(ResumableChunk::Number, order)
             .to_owned();
+        if let Some(limit) = limit {
+            select.limit(limit);
+        }
         let unsigned = |n: i64| u64::try_from(n).map_err(|_| DbErr::Custom(format!("{n} < 0")));
         self.db
             .query_all(&select)
